@@ -1,0 +1,108 @@
+"""The ``orthrus`` command: generate, convert, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+def _dtype(name: str):
+    import torch
+
+    return getattr(torch, DTYPES[name])
+
+
+def add_generate_args(p: argparse.ArgumentParser) -> None:
+    from .demo import DEMO_MODEL_ID
+
+    p.add_argument("--model", default=DEMO_MODEL_ID, help=f"checkpoint dir, hub id, or {DEMO_MODEL_ID!r} (default)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--raw", action="store_true", help="do not apply the chat template")
+    p.add_argument("--ar", action="store_true", help="plain AR decoding on the same engine (the baseline)")
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 disables it")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--block-size", type=int, default=None, help="draft block size (default: the checkpoint's)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--json", action="store_true", help="print token ids, text and statistics as one JSON object")
+
+
+def cmd_generate(args) -> int:
+    from tqdm import tqdm
+
+    from .prompting import encode_prompt
+    from .ref.engine import Engine
+    from .sampling import SamplingParams
+
+    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed)
+    engine = Engine(args.model, device=args.device, dtype=_dtype(args.dtype), block_size=args.block_size,
+                    max_batch_size=1, max_seq_len=None)
+    prompt_ids = encode_prompt(engine.tokenizer, args.prompt, raw=args.raw)
+    bar = tqdm(total=params.max_new_tokens, unit="tok", desc="generating", file=sys.stderr, leave=False,
+               disable=args.json or not sys.stderr.isatty())
+    start = time.perf_counter()
+    result = engine.generate([prompt_ids], params, ar_only=args.ar, on_step=lambda out: bar.update(len(out.new_token_ids)))[0]
+    elapsed = time.perf_counter() - start
+    bar.close()
+    text = engine.tokenizer.decode(result.token_ids, skip_special_tokens=True)
+    stats = result.stats.to_dict()
+    if args.json:
+        print(json.dumps({"prompt_token_ids": prompt_ids, "token_ids": result.token_ids, "text": text,
+                          "finish_reason": result.finish_reason, "mode": "ar" if args.ar else "orthrus",
+                          "seconds": elapsed, "stats": stats}))
+        return 0
+    print(text)
+    print(f"\n[{'ar' if args.ar else 'orthrus'}] {stats['num_tokens']} tokens (1 from the prefill, the rest in "
+          f"{stats['num_steps']} decode steps), tau {stats['tau']:.2f}, block size {stats['block_size']}, "
+          f"{stats['num_tokens'] / elapsed:.1f} tok/s, finish: {result.finish_reason}", file=sys.stderr)
+    if not args.ar:
+        print(f"accepted per draft position: {stats['accepted_per_position']}\n"
+              f"accept-length histogram (n drafts accepted -> steps): {stats['accept_length_histogram']}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert_to_orthrus
+
+    out = convert_to_orthrus(args.src, args.dst, block_size=args.block_size, mask_token_id=args.mask_token_id)
+    print(f"wrote Orthrus checkpoint to {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orthrus", description="Orthrus: lossless multi-token decoding")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="generate text with the reference engine")
+    add_generate_args(gen)
+    gen.set_defaults(func=cmd_generate)
+    conv = sub.add_parser("convert", help="plain Qwen3/Llama checkpoint -> Orthrus (diffusion view from AR weights)")
+    conv.add_argument("src")
+    conv.add_argument("dst")
+    conv.add_argument("--block-size", type=int, default=32)
+    conv.add_argument("--mask-token-id", type=int, default=None)
+    conv.set_defaults(func=cmd_convert)
+    try:
+        from .serve_cli import add_serve_parser
+    except ImportError:  # the gateway is an optional extra
+        add_serve_parser = None
+    if add_serve_parser is not None:
+        add_serve_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
+        print(f"orthrus: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""The reference engine: continuous batching over draft -> verify -> accept -> commit.
+
+Synchronous and not thread-safe: one owner calls ``add_request`` / ``abort`` / ``step``.
+Requests join and leave between steps; each ``step`` prefills the newly admitted requests
+(emitting their first token) and runs one decode step for every request already running.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from ..accept import greedy_accept, rejection_accept
+from ..sampling import SamplingParams, filtered_probs, sample_from
+from ..stats import DecodeStats
+from .loader import load_config, load_model, resolve_model_dir
+from .model import ForwardBatch, OrthrusForCausalLM
+from .request import Request
+
+DEFAULT_MAX_SEQ_LEN = 4096
+
+# Test hook: (requests, drafts long [bs, B-1]) -> drafts to verify instead. Greedy only.
+DraftHook = Callable[[list[Request], torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepOutput:
+    request_id: str
+    new_token_ids: list[int]
+    finished: bool
+    finish_reason: str | None
+    stats: DecodeStats
+
+
+@dataclass
+class GenerationResult:
+    request_id: str
+    token_ids: list[int]
+    finish_reason: str
+    stats: DecodeStats
+
+
+class Engine:
+    def __init__(self, model_path: str | Path | None = None, *, model: OrthrusForCausalLM | None = None,
+                 tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 block_size: int | None = None, max_batch_size: int = 8, max_seq_len: int | None = None):
+        if (model_path is None) == (model is None):
+            raise ValueError("pass exactly one of model_path or model")
+        if model is None:
+            model_dir = resolve_model_dir(model_path)
+            model = load_model(model_dir, device=device, dtype=dtype, config=load_config(model_dir))
+            tokenizer = tokenizer or _load_tokenizer(model_dir)
+            self.eos_token_ids = frozenset(model.config.eos_token_ids) | _generation_eos(model_dir)
+        else:
+            self.eos_token_ids = frozenset(model.config.eos_token_ids)
+        self.model, self.config, self.tokenizer = model, model.config, tokenizer
+        self.device = model.device
+        self.block_size = block_size or self.config.block_size
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        self.max_seq_len = max_seq_len or min(self.config.max_position_embeddings, DEFAULT_MAX_SEQ_LEN)
+        # A verify block may run up to B-1 positions past the last token a request can keep.
+        self.cache = model.new_cache(max_batch_size, self.max_seq_len + self.block_size)
+        self.free_slots = list(range(max_batch_size - 1, -1, -1))
+        self.waiting: deque[Request] = deque()
+        self.running: dict[str, Request] = {}
+        self.draft_hook: DraftHook | None = None
+
+    # ---- request lifecycle -------------------------------------------------------------
+    def add_request(self, prompt_ids: Sequence[int], params: SamplingParams | None = None, *,
+                    request_id: str | None = None, ar_only: bool = False) -> str:
+        params = params or SamplingParams()
+        prompt_ids = [int(t) for t in prompt_ids]
+        if not prompt_ids:
+            raise ValueError("the prompt is empty")
+        if min(prompt_ids) < 0 or max(prompt_ids) >= self.config.vocab_size:
+            raise ValueError(f"prompt token ids must be in [0, {self.config.vocab_size})")
+        if len(prompt_ids) + params.max_new_tokens > self.max_seq_len:
+            raise ValueError(f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({params.max_new_tokens}) "
+                             f"exceeds the context length {self.max_seq_len}")
+        request_id = request_id or uuid.uuid4().hex
+        if request_id in self.running or any(r.request_id == request_id for r in self.waiting):
+            raise ValueError(f"request id {request_id!r} is already in use")
+        generator = None
+        if not params.is_greedy:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        stats = DecodeStats(block_size=1 if ar_only else self.block_size)
+        self.waiting.append(Request(request_id, prompt_ids, params, ar_only, stats, generator))
+        return request_id
+
+    def abort(self, request_id: str) -> bool:
+        """Drop a request wherever it is; its slot is free for the next step. False if unknown."""
+        for req in self.waiting:
+            if req.request_id == request_id:
+                self.waiting.remove(req)
+                return True
+        req = self.running.pop(request_id, None)
+        if req is None:
+            return False
+        self.free_slots.append(req.slot)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self.waiting)
+
+    # ---- one engine step ---------------------------------------------------------------
+    def step(self) -> list[StepOutput]:
+        decoding = list(self.running.values())
+        admitted = self._admit()
+        emitted: dict[str, list[int]] = {}
+        if admitted:
+            self._prefill(admitted, emitted)
+        orthrus = [r for r in decoding if not r.ar_only]
+        if orthrus:
+            self._orthrus_step(orthrus, emitted)
+        ar = [r for r in decoding if r.ar_only]
+        if ar:
+            self._ar_step(ar, emitted)
+        outputs = []
+        for request_id, tokens in emitted.items():
+            req = self.running[request_id]
+            outputs.append(StepOutput(request_id, tokens, req.finished, req.finish_reason, req.stats))
+            if req.finished:
+                self.free_slots.append(self.running.pop(request_id).slot)
+        return outputs
+
+    def _admit(self) -> list[Request]:
+        admitted = []
+        while self.waiting and self.free_slots:
+            req = self.waiting.popleft()
+            req.slot = self.free_slots.pop()
+            self.running[req.request_id] = req
+            admitted.append(req)
+        return admitted
+
+    def _batch(self, reqs: list[Request], num_tokens: int, cached_lens: list[int] | None = None) -> ForwardBatch:
+        lens = [r.committed_len for r in reqs] if cached_lens is None else cached_lens
+        return ForwardBatch(slots=self._tensor([r.slot for r in reqs]), cached_lens=self._tensor(lens),
+                            num_tokens=num_tokens)
+
+    def _prefill(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+        """A plain AR pass over right-padded prompts; padding lands past each row's length and is masked."""
+        lengths = [len(r.prompt_ids) for r in reqs]
+        ids = torch.zeros(len(reqs), max(lengths), dtype=torch.long)
+        for i, r in enumerate(reqs):
+            ids[i, : lengths[i]] = torch.tensor(r.prompt_ids)
+        batch = self._batch(reqs, max(lengths), cached_lens=[0] * len(reqs))
+        logits = self.model(ids.to(self.device), self.cache, batch, "ar", logit_rows=self._tensor(lengths) - 1)
+        first = self._choose(reqs, logits)[:, 0].tolist()
+        for r, token in zip(reqs, first):
+            emitted[r.request_id] = r.commit([token], self.eos_token_ids)
+
+    def _ar_step(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+        """The baseline: one AR token per step on the same model, cache and sampler."""
+        ids = self._tensor([[r.last_token] for r in reqs])
+        logits = self.model(ids, self.cache, self._batch(reqs, 1), "ar")
+        for r, token in zip(reqs, self._choose(reqs, logits)[:, 0].tolist()):
+            r.stats.record_step(0)
+            emitted[r.request_id] = r.commit([token], self.eos_token_ids)
+
+    def _orthrus_step(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+        B = self.block_size
+        batch = self._batch(reqs, B)
+        block = torch.full((len(reqs), B), self.config.mask_token_id, dtype=torch.long, device=self.device)
+        block[:, 0] = self._tensor([r.last_token for r in reqs])
+        drafts, draft_probs = self.draft(reqs, block, batch)
+        block[:, 1:] = drafts
+        target_logits = self.model(block, self.cache, batch, "ar")  # verify: writes KV of L..L+B-1
+        num_accepted, bonus = self.accept(reqs, drafts, draft_probs, target_logits)
+        for i, r in enumerate(reqs):
+            n = int(num_accepted[i])
+            r.stats.record_step(n)
+            emitted[r.request_id] = r.commit(drafts[i, :n].tolist() + [int(bonus[i])], self.eos_token_ids)
+
+    def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch):
+        """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, for sampled rows, q [bs, B-1, V]."""
+        if self.block_size == 1:
+            return block[:, 1:], None
+        logits = self.model(block, self.cache, batch, "diff")[:, :-1]
+        drafts, probs = logits.argmax(dim=-1), None
+        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
+        if sampled:
+            probs = self._probs(reqs, logits)
+            for i in sampled:
+                drafts[i] = sample_from(probs[i], reqs[i].generator)
+        if self.draft_hook is not None:
+            drafts = self.draft_hook(reqs, drafts.clone())
+        return drafts, probs
+
+    def accept(self, reqs, drafts, draft_probs, target_logits) -> tuple[torch.Tensor, torch.Tensor]:
+        num_accepted, bonus = greedy_accept(drafts, target_logits.argmax(dim=-1))
+        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
+        if sampled:
+            target_probs = self._probs(reqs, target_logits)
+            for i in sampled:
+                gen, k, vocab = reqs[i].generator, drafts.shape[1], target_logits.shape[-1]
+                uniforms = torch.rand(1, k, generator=gen, device=self.device)
+                exponentials = torch.empty(1, vocab, device=self.device).exponential_(generator=gen)
+                n, b = rejection_accept(drafts[i : i + 1], draft_probs[i : i + 1], target_probs[i : i + 1],
+                                        uniforms=uniforms, exponentials=exponentials)
+                num_accepted[i], bonus[i] = n[0], b[0]
+        return num_accepted, bonus
+
+    # ---- sampling ----------------------------------------------------------------------
+    def _probs(self, reqs: list[Request], logits: torch.Tensor) -> torch.Tensor:
+        p = [r.params for r in reqs]
+        temperature = torch.tensor([max(x.temperature, 1e-5) for x in p], device=self.device)
+        top_k = self._tensor([x.top_k for x in p])
+        top_p = torch.tensor([float(x.top_p) for x in p], device=self.device)
+        return filtered_probs(logits, temperature, top_k, top_p)
+
+    def _choose(self, reqs: list[Request], logits: torch.Tensor) -> torch.Tensor:
+        """Next token per row of logits [bs, T, V]: argmax for greedy requests, a draw otherwise."""
+        tokens = logits.argmax(dim=-1)
+        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
+        if sampled:
+            probs = self._probs(reqs, logits)
+            for i in sampled:
+                tokens[i] = sample_from(probs[i], reqs[i].generator)
+        return tokens
+
+    def _tensor(self, values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=self.device)
+
+    # ---- offline API -------------------------------------------------------------------
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams] | None = None,
+                 *, ar_only: bool = False, on_step: Callable[[StepOutput], None] | None = None) -> list[GenerationResult]:
+        """Run prompts to completion (other requests in the engine keep being served)."""
+        params_list = list(params) if isinstance(params, (list, tuple)) else [params or SamplingParams()] * len(prompts)
+        if len(params_list) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(params_list)} sampling parameter sets")
+        ids = [self.add_request(p, sp, ar_only=ar_only) for p, sp in zip(prompts, params_list)]
+        tokens: dict[str, list[int]] = {i: [] for i in ids}
+        done: dict[str, GenerationResult] = {}
+        try:
+            while len(done) < len(ids):
+                for out in self.step():
+                    if out.request_id not in tokens:
+                        continue
+                    tokens[out.request_id] += out.new_token_ids
+                    if on_step is not None:
+                        on_step(out)
+                    if out.finished:
+                        done[out.request_id] = GenerationResult(out.request_id, tokens[out.request_id],
+                                                                out.finish_reason, out.stats)
+        finally:
+            for request_id in set(ids) - set(done):
+                self.abort(request_id)  # an exception mid-run must not leak slots
+        return [done[i] for i in ids]
+
+
+def _load_tokenizer(model_dir: Path):
+    if not any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def _generation_eos(model_dir: Path) -> frozenset[int]:
+    path = model_dir / "generation_config.json"
+    if not path.is_file():
+        return frozenset()
+    import json
+
+    eos = json.loads(path.read_text()).get("eos_token_id")
+    return frozenset([] if eos is None else eos if isinstance(eos, list) else [eos])

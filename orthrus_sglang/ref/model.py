@@ -1,0 +1,152 @@
+"""The dual-view Orthrus model in plain PyTorch: one decoder, two sets of attention weights.
+
+The AR view is an ordinary causal Qwen3/Llama decoder. The diffusion view swaps in the
+``*_diff`` attention projections (embeddings, MLPs, norms and lm_head are shared) and lets
+each block row attend to the whole committed AR prefix plus, non-causally, to every row of
+its own block. Both views run through ``forward``; only the AR view writes the KV cache.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRotaryEmbedding, apply_rotary_pos_emb
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm as RMSNorm
+
+from ..config import OrthrusConfig
+from .kv_cache import KVCache
+
+View = Literal["ar", "diff"]
+
+
+@dataclass
+class ForwardBatch:
+    """Where a [bs, T] block of tokens sits: its cache rows and committed lengths.
+
+    Invariant: row b's tokens are at positions cached_lens[b] + 0..T-1, and cache positions
+    0..cached_lens[b]-1 of slots[b] hold that sequence's committed AR keys/values.
+    """
+
+    slots: torch.Tensor  # long [bs]
+    cached_lens: torch.Tensor  # long [bs]
+    num_tokens: int  # T
+
+    @property
+    def positions(self) -> torch.Tensor:  # long [bs, T]
+        return self.cached_lens.unsqueeze(1) + torch.arange(self.num_tokens, device=self.cached_lens.device)
+
+    @property
+    def max_cached_len(self) -> int:
+        return int(self.cached_lens.max())
+
+
+class OrthrusAttention(nn.Module):
+    def __init__(self, config: OrthrusConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        q_dim, kv_dim, bias = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim, config.attention_bias
+        for suffix in ("", "_diff"):
+            setattr(self, f"q_proj{suffix}", nn.Linear(config.hidden_size, q_dim, bias=bias))
+            setattr(self, f"k_proj{suffix}", nn.Linear(config.hidden_size, kv_dim, bias=bias))
+            setattr(self, f"v_proj{suffix}", nn.Linear(config.hidden_size, kv_dim, bias=bias))
+            setattr(self, f"o_proj{suffix}", nn.Linear(q_dim, config.hidden_size, bias=bias))
+            if config.qk_norm:
+                setattr(self, f"q_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+                setattr(self, f"k_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+        self.qk_norm = config.qk_norm
+
+    def _project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], suffix: str):
+        bs, T, _ = x.shape
+        q = getattr(self, f"q_proj{suffix}")(x).view(bs, T, self.num_heads, self.head_dim)
+        k = getattr(self, f"k_proj{suffix}")(x).view(bs, T, self.num_kv_heads, self.head_dim)
+        v = getattr(self, f"v_proj{suffix}")(x).view(bs, T, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = getattr(self, f"q_norm{suffix}")(q), getattr(self, f"k_norm{suffix}")(k)
+        q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *rope)
+        return q, k, v.transpose(1, 2)  # [bs, H, T, D] each
+
+    def forward(self, x, rope, cache: KVCache, layer: int, batch: ForwardBatch, view: View) -> torch.Tensor:
+        bs, T, _ = x.shape
+        suffix = "" if view == "ar" else "_diff"
+        q, k, v = self._project(x, rope, suffix)
+        cached = batch.cached_lens.view(bs, 1, 1)
+        if view == "ar":
+            # Write the block first, then attend causally over prefix + block.
+            cache.write(layer, batch.slots, batch.positions, k, v)
+            keys, values = cache.read(layer, batch.slots, batch.max_cached_len + T)
+            key_pos = torch.arange(keys.shape[2], device=x.device).view(1, 1, -1)
+            mask = key_pos <= cached + torch.arange(T, device=x.device).view(1, T, 1)
+        else:
+            # Committed prefix from the cache (never written) + the whole block, non-causal.
+            prefix_k, prefix_v = cache.read(layer, batch.slots, batch.max_cached_len)
+            keys, values = torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+            key_pos = torch.arange(keys.shape[2], device=x.device).view(1, 1, -1)
+            mask = (key_pos < cached) | (key_pos >= batch.max_cached_len)
+            mask = mask.expand(bs, T, -1)
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask.unsqueeze(1), enable_gqa=True)
+        return getattr(self, f"o_proj{suffix}")(out.transpose(1, 2).reshape(bs, T, -1))
+
+
+class OrthrusDecoderLayer(nn.Module):
+    def __init__(self, config: OrthrusConfig):
+        super().__init__()
+        self.self_attn = OrthrusAttention(config)
+        self.mlp = LlamaMLP(config)
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, x, rope, cache, layer, batch, view):
+        x = x + self.self_attn(self.input_layernorm(x), rope, cache, layer, batch, view)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class OrthrusDecoder(nn.Module):
+    def __init__(self, config: OrthrusConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(OrthrusDecoderLayer(config) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary_emb = LlamaRotaryEmbedding(config)
+
+
+class OrthrusForCausalLM(nn.Module):
+    """Tensor names match the released checkpoints: ``model.layers.{i}.self_attn.q_proj_diff.weight``..."""
+
+    def __init__(self, config: OrthrusConfig):
+        super().__init__()
+        self.config = config
+        self.model = OrthrusDecoder(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm_head.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm_head.weight.dtype
+
+    def new_cache(self, num_slots: int, max_len: int) -> KVCache:
+        c = self.config
+        return KVCache(num_layers=c.num_hidden_layers, num_slots=num_slots, max_len=max_len,
+                       num_kv_heads=c.num_key_value_heads, head_dim=c.head_dim, dtype=self.dtype, device=self.device)
+
+    @torch.inference_mode()
+    def forward(self, input_ids: torch.Tensor, cache: KVCache, batch: ForwardBatch, view: View = "ar",
+                logit_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids: long [bs, T]. Returns logits [bs, T, V], or [bs, 1, V] at ``logit_rows`` (long [bs])."""
+        x = self.model.embed_tokens(input_ids)
+        rope = self.model.rotary_emb(x, batch.positions)
+        for i, layer in enumerate(self.model.layers):
+            x = layer(x, rope, cache, i, batch, view)
+        if logit_rows is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
+        return self.lm_head(self.model.norm(x))

@@ -1,0 +1,73 @@
+"""Tiny random checkpoints in the real on-disk format, for tests and examples (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import OrthrusConfig
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|mask|>"]
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def write_byte_tokenizer(path: str | Path):
+    """A working byte-level tokenizer: 256 byte tokens + 4 specials (ids 256..259), ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(str(path))
+    return fast
+
+
+def tiny_config(*, backbone: str = "qwen3", vocab_size: int = 260, block_size: int = 4, **overrides) -> OrthrusConfig:
+    values = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,
+                  block_size=block_size, mask_token_id=vocab_size - 1, eos_token_id=vocab_size - 2,
+                  backbone=backbone, tie_word_embeddings=backbone == "llama",
+                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    values.update(overrides)
+    return OrthrusConfig(**values)
+
+
+def random_model(config: OrthrusConfig, *, seed: int = 0, std: float = 0.3):
+    """Random weights large enough that logits are far from uniform (so argmax has no ties)."""
+    from .ref.model import OrthrusForCausalLM
+
+    gen = torch.Generator().manual_seed(seed)
+    model = OrthrusForCausalLM(config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
+            else:
+                fan_in = param.shape[-1] if param.dim() > 1 else 1
+                param.copy_(torch.randn(param.shape, generator=gen) * std / fan_in**0.5 * 4)
+    return model.eval()
+
+
+def write_tiny_checkpoint(path: str | Path, *, backbone: str = "qwen3", seed: int = 0, with_tokenizer: bool = True,
+                          max_shard_bytes: int = 2 << 30, **config_overrides) -> Path:
+    """Write config.json, safetensors and (by default) a byte-level tokenizer with a chat template."""
+    from .ref.loader import save_model
+
+    path = Path(path)
+    if with_tokenizer:
+        write_byte_tokenizer(path)
+        # ids 256.. are the specials: <|endoftext|> 256, <|im_start|> 257, <|im_end|> 258, <|mask|> 259
+        config_overrides = {"vocab_size": 260, "mask_token_id": 259, "eos_token_id": 258,
+                            "pad_token_id": 256, **config_overrides}
+    config = tiny_config(backbone=backbone, **config_overrides)
+    save_model(random_model(config, seed=seed), path, max_shard_bytes=max_shard_bytes)
+    return path

@@ -1,0 +1,74 @@
+"""The acceptance rules as pure functions, on hand-made tensors."""
+
+import torch
+from scipy.stats import chisquare
+
+from orthrus_sglang.accept import greedy_accept, rejection_accept
+from orthrus_sglang.sampling import filtered_probs
+
+
+def test_greedy_accept_counts_the_matching_prefix():
+    target = torch.tensor([[1, 2, 3, 4], [1, 9, 3, 4], [7, 2, 3, 4], [1, 2, 3, 5]])
+    drafts = torch.tensor([[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3]])
+    n, bonus = greedy_accept(drafts, target)
+    assert n.tolist() == [3, 1, 0, 3]
+    assert bonus.tolist() == [4, 9, 7, 5]
+
+
+def test_greedy_accept_block_of_one():
+    n, bonus = greedy_accept(torch.empty(2, 0, dtype=torch.long), torch.tensor([[4], [6]]))
+    assert n.tolist() == [0, 0] and bonus.tolist() == [4, 6]
+
+
+def test_rejection_accept_rules():
+    V = 4
+    q = torch.tensor([[[0.5, 0.5, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]])
+    p = torch.tensor([[[0.25, 0.75, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]])
+    drafts = torch.tensor([[0, 1]])
+    ones = torch.ones(1, V)
+    # draft 0 has p/q = 0.5: accepted iff u < 0.5; draft 1 has p = 0: always rejected.
+    n, bonus = rejection_accept(drafts, q, p, uniforms=torch.tensor([[0.49, 0.0]]), exponentials=ones)
+    assert n.item() == 1 and bonus.item() == 2  # residual at row 1 is p itself minus nothing: token 2
+    n, bonus = rejection_accept(drafts, q, p, uniforms=torch.tensor([[0.51, 0.0]]), exponentials=ones)
+    # rejected at row 0: residual max(0, p-q) = [0, .25, 0, 0] -> token 1
+    assert n.item() == 0 and bonus.item() == 1
+
+
+def test_rejection_accept_all_accepted_samples_bonus_from_last_row():
+    q = torch.full((1, 2, 3), 1 / 3)
+    p = torch.tensor([[[1 / 3] * 3, [1 / 3] * 3, [0.0, 0.0, 1.0]]])
+    n, bonus = rejection_accept(torch.tensor([[0, 2]]), q, p, uniforms=torch.zeros(1, 2), exponentials=torch.ones(1, 3))
+    assert n.item() == 2 and bonus.item() == 2
+
+
+def test_first_emitted_token_is_distributed_as_p():
+    """Monte Carlo over many rows: token 1 of a step (draft 1 if accepted, else the residual draw) ~ p_0."""
+    gen = torch.Generator().manual_seed(0)
+    N, V = 40000, 6
+    p0 = torch.tensor([0.05, 0.30, 0.10, 0.25, 0.20, 0.10])
+    q0 = torch.tensor([0.40, 0.05, 0.20, 0.05, 0.10, 0.20])
+    q = q0.expand(N, 1, V)
+    p = torch.stack([p0, torch.full((V,), 1 / V)]).expand(N, 2, V)
+    drafts = torch.multinomial(q0, N, replacement=True, generator=gen).view(N, 1)
+    uniforms = torch.rand(N, 1, generator=gen)
+    exponentials = torch.empty(N, V).exponential_(generator=gen)
+    n, bonus = rejection_accept(drafts, q, p, uniforms=uniforms, exponentials=exponentials)
+    first = torch.where(n == 1, drafts[:, 0], bonus)
+    counts = torch.bincount(first, minlength=V).double()
+    assert chisquare(counts.numpy(), (p0 * N).double().numpy()).pvalue > 1e-3
+    # and the acceptance rate is sum_x min(p, q), as the theory says
+    assert abs(n.double().mean().item() - torch.minimum(p0, q0).sum().item()) < 0.01
+
+
+def test_filtered_probs_top_k_top_p_and_temperature():
+    logits = torch.log(torch.tensor([[[0.5, 0.2, 0.15, 0.1, 0.05]]]))
+    one = torch.ones(1)
+    probs = filtered_probs(logits, one, torch.tensor([2]), one)
+    torch.testing.assert_close(probs[0, 0], torch.tensor([0.5, 0.2, 0, 0, 0]) / 0.7)
+    probs = filtered_probs(logits, one, torch.tensor([0]), torch.tensor([0.8]))  # 0.5+0.2 < 0.8 -> keep 3
+    torch.testing.assert_close(probs[0, 0], torch.tensor([0.5, 0.2, 0.15, 0, 0]) / 0.85)
+    probs = filtered_probs(logits, one, torch.tensor([0]), torch.tensor([0.01]))  # the top token always stays
+    torch.testing.assert_close(probs[0, 0], torch.tensor([1.0, 0, 0, 0, 0]))
+    hot = filtered_probs(logits, torch.tensor([0.5]), torch.tensor([0]), one)
+    expected = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05]) ** 2
+    torch.testing.assert_close(hot[0, 0], expected / expected.sum())
