@@ -61,3 +61,34 @@ def rejection_accept(
     bonus_dist = torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
     bonus = (bonus_dist / exponentials).argmax(dim=-1)
     return num_accepted, bonus
+
+
+def target_only_accept(
+    draft_tokens: torch.Tensor,
+    target_probs: torch.Tensor,
+    *,
+    uniforms: torch.Tensor,
+    exponentials: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejection sampling for deterministic (greedy) drafts: q is one-hot at each draft.
+
+    Then min(1, p/q) = p(d_i): draft i is accepted iff u_i < p(d_i); at the first rejection the
+    bonus comes from norm(max(0, p - onehot(d))) = p with d's mass removed; after k accepts it
+    comes from p_k. The emitted tokens are distributed exactly as p, without materialising q.
+    draft_tokens: long [bs, k]; target_probs: [bs, k+1, V]; uniforms: [bs, k]; exponentials: [bs, V].
+    """
+    bs, k = draft_tokens.shape
+    p_draft = target_probs[:, :k].gather(-1, draft_tokens.unsqueeze(-1)).squeeze(-1)
+    num_accepted = (uniforms < p_draft).to(torch.int64).cumprod(dim=1).sum(dim=1)
+    rows = torch.arange(bs, device=draft_tokens.device)
+    p_n = target_probs[rows, num_accepted]  # [bs, V]
+    if k:
+        # Remove the rejected draft's mass (rows that accepted all k drafts keep p_k whole).
+        rejected_at = num_accepted.clamp(max=k - 1).unsqueeze(1)
+        rejected_token = draft_tokens.gather(1, rejected_at)  # [bs, 1]
+        keep = torch.ones_like(p_n).scatter_(1, rejected_token, 0.0)
+        residual = torch.where((num_accepted < k).unsqueeze(1), p_n * keep, p_n)
+        mass = residual.sum(dim=-1, keepdim=True)
+        p_n = torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
+    bonus = (p_n / exponentials).argmax(dim=-1)
+    return num_accepted, bonus

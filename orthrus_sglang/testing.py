@@ -41,8 +41,12 @@ def tiny_config(*, backbone: str = "qwen3", vocab_size: int = 260, block_size: i
     return OrthrusConfig(**values)
 
 
-def random_model(config: OrthrusConfig, *, seed: int = 0, std: float = 0.3):
-    """Random weights large enough that logits are far from uniform (so argmax has no ties)."""
+def random_model(config: OrthrusConfig, *, seed: int = 0, std: float = 0.3, diff_from_ar: bool = False):
+    """Random weights large enough that logits are far from uniform (so argmax has no ties).
+
+    ``diff_from_ar`` copies the AR attention into the diffusion view (as ``orthrus convert`` does),
+    which makes some drafts right: acceptance > 0 without training.
+    """
     from .ref.model import OrthrusForCausalLM
 
     gen = torch.Generator().manual_seed(seed)
@@ -54,11 +58,16 @@ def random_model(config: OrthrusConfig, *, seed: int = 0, std: float = 0.3):
             else:
                 fan_in = param.shape[-1] if param.dim() > 1 else 1
                 param.copy_(torch.randn(param.shape, generator=gen) * std / fan_in**0.5 * 4)
+        if diff_from_ar:
+            state = model.state_dict()
+            for name, tensor in state.items():
+                if "_diff" in name:
+                    tensor.copy_(state[name.replace("_diff", "")])
     return model.eval()
 
 
 def write_tiny_checkpoint(path: str | Path, *, backbone: str = "qwen3", seed: int = 0, with_tokenizer: bool = True,
-                          max_shard_bytes: int = 2 << 30, **config_overrides) -> Path:
+                          max_shard_bytes: int = 2 << 30, diff_from_ar: bool = False, **config_overrides) -> Path:
     """Write config.json, safetensors and (by default) a byte-level tokenizer with a chat template."""
     from .ref.loader import save_model
 
@@ -69,5 +78,55 @@ def write_tiny_checkpoint(path: str | Path, *, backbone: str = "qwen3", seed: in
         config_overrides = {"vocab_size": 260, "mask_token_id": 259, "eos_token_id": 258,
                             "pad_token_id": 256, **config_overrides}
     config = tiny_config(backbone=backbone, **config_overrides)
-    save_model(random_model(config, seed=seed), path, max_shard_bytes=max_shard_bytes)
+    save_model(random_model(config, seed=seed, diff_from_ar=diff_from_ar), path, max_shard_bytes=max_shard_bytes)
     return path
+
+
+def exact_ar_distribution(model, prompt: list[int], *, temperature: float, top_k: int = 0, top_p: float = 1.0):
+    """P(t1, t2, t3) of plain AR sampling after ``prompt``, [V, V, V], by enumerating every prefix.
+
+    For the statistical losslessness tests: only sensible on a tiny vocabulary.
+    """
+    import itertools
+
+    from .ref.model import ForwardBatch
+    from .sampling import filtered_probs
+
+    vocab = model.config.vocab_size
+
+    def next_probs(prefixes):
+        ids = torch.tensor(prefixes)
+        n = len(prefixes)
+        batch = ForwardBatch(torch.arange(n), torch.zeros(n, dtype=torch.long), ids.shape[1])
+        logits = model(ids, model.new_cache(n, ids.shape[1]), batch, "ar")[:, -1:]
+        return filtered_probs(logits, torch.full((n,), float(temperature)), torch.full((n,), top_k),
+                              torch.full((n,), float(top_p)))[:, 0].double()
+
+    p1 = next_probs([prompt])[0]
+    p2 = next_probs([prompt + [a] for a in range(vocab)])
+    p3 = next_probs([prompt + [a, b] for a, b in itertools.product(range(vocab), range(vocab))])
+    return p1.view(vocab, 1, 1) * p2.view(vocab, vocab, 1) * p3.view(vocab, vocab, vocab)
+
+
+def chi_square_pvalue(samples, probs) -> float:
+    """Goodness of fit of sampled token tuples [N, k] to the joint ``probs`` ([V] * k).
+
+    Cells expected fewer than 5 times are pooled; a draw from a zero-probability cell fails outright.
+    """
+    from scipy.stats import chisquare
+
+    vocab = probs.shape[0]
+    index = torch.zeros(samples.shape[0], dtype=torch.long)
+    for col in range(samples.shape[1]):
+        index = index * vocab + samples[:, col]
+    observed = torch.bincount(index, minlength=probs.numel()).double()
+    expected = probs.flatten().double() * samples.shape[0]
+    zero = expected == 0
+    if observed[zero].sum() > 0:
+        return 0.0
+    big, small = expected >= 5, (expected < 5) & ~zero
+    obs, exp = observed[big], expected[big]
+    if small.any():
+        obs = torch.cat([obs, observed[small].sum().view(1)])
+        exp = torch.cat([exp, expected[small].sum().view(1)])
+    return float(chisquare(obs.numpy(), (exp * obs.sum() / exp.sum()).numpy()).pvalue)

@@ -3,7 +3,7 @@
 import torch
 from scipy.stats import chisquare
 
-from orthrus_sglang.accept import greedy_accept, rejection_accept
+from orthrus_sglang.accept import greedy_accept, rejection_accept, target_only_accept
 from orthrus_sglang.sampling import filtered_probs
 
 
@@ -72,3 +72,27 @@ def test_filtered_probs_top_k_top_p_and_temperature():
     hot = filtered_probs(logits, torch.tensor([0.5]), torch.tensor([0]), one)
     expected = torch.tensor([0.5, 0.2, 0.15, 0.1, 0.05]) ** 2
     torch.testing.assert_close(hot[0, 0], expected / expected.sum())
+
+
+def test_target_only_accept_rules():
+    p = torch.tensor([[[0.1, 0.6, 0.3], [0.5, 0.0, 0.5], [0.0, 0.0, 1.0]]])
+    drafts = torch.tensor([[1, 0]])
+    ones = torch.ones(1, 3)
+    n, bonus = target_only_accept(drafts, p, uniforms=torch.tensor([[0.59, 0.49]]), exponentials=ones)
+    assert n.item() == 2 and bonus.item() == 2  # both accepted (u < p(d)), bonus from the last row
+    n, bonus = target_only_accept(drafts, p, uniforms=torch.tensor([[0.61, 0.0]]), exponentials=ones)
+    assert n.item() == 0 and bonus.item() == 2  # rejected at row 0: p without token 1 -> [.25, 0, .75]
+
+
+def test_target_only_first_emitted_token_is_distributed_as_p():
+    gen = torch.Generator().manual_seed(1)
+    N, V = 40000, 6
+    p0 = torch.tensor([0.05, 0.30, 0.10, 0.25, 0.20, 0.10])
+    p = torch.stack([p0, torch.full((V,), 1 / V)]).expand(N, 2, V)
+    drafts = torch.full((N, 1), 3)  # a greedy draft: always the same token
+    n, bonus = target_only_accept(drafts, p, uniforms=torch.rand(N, 1, generator=gen),
+                                  exponentials=torch.empty(N, V).exponential_(generator=gen))
+    first = torch.where(n == 1, drafts[:, 0], bonus)
+    counts = torch.bincount(first, minlength=V).double()
+    assert chisquare(counts.numpy(), (p0 * N).double().numpy()).pvalue > 1e-3
+    assert abs(n.double().mean().item() - 0.25) < 0.01  # accepted with probability p(d) = 0.25

@@ -5,18 +5,12 @@ prefix; thousands of seeded Orthrus samples must fit it. The same test with a br
 acceptance rule (always accept the drafts) must fail, which shows the test has power.
 """
 
-import itertools
-
 import pytest
 import torch
-from scipy.stats import chisquare
 
 from orthrus_sglang import SamplingParams
 from orthrus_sglang.ref.engine import Engine
-from orthrus_sglang.ref.loader import load_model
-from orthrus_sglang.ref.model import ForwardBatch
-from orthrus_sglang.sampling import filtered_probs
-from orthrus_sglang.testing import write_tiny_checkpoint
+from orthrus_sglang.testing import chi_square_pvalue, exact_ar_distribution, write_tiny_checkpoint
 
 V, PROMPT, N = 16, [3, 1, 4], 4000
 SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=6, top_p=0.9)]
@@ -29,23 +23,8 @@ def tiny_vocab_model(tmp_path_factory):
                                  block_size=4, seed=5)
 
 
-def ar_next_probs(model, prefixes: list[list[int]], params: SamplingParams) -> torch.Tensor:
-    ids = torch.tensor(prefixes)
-    cache = model.new_cache(len(prefixes), ids.shape[1])
-    batch = ForwardBatch(torch.arange(len(prefixes)), torch.zeros(len(prefixes), dtype=torch.long), ids.shape[1])
-    logits = model(ids, cache, batch, "ar")[:, -1:]
-    n = len(prefixes)
-    return filtered_probs(logits, torch.full((n,), params.temperature), torch.full((n,), params.top_k),
-                          torch.full((n,), params.top_p))[:, 0].double()
-
-
 def exact_joint(model, params: SamplingParams) -> torch.Tensor:
-    """P(t1, t2, t3) under AR sampling, [V, V, V], by enumeration."""
-    p1 = ar_next_probs(model, [PROMPT], params)[0]
-    p2 = ar_next_probs(model, [PROMPT + [a] for a in range(V)], params)  # [V, V]
-    pairs = list(itertools.product(range(V), range(V)))
-    p3 = ar_next_probs(model, [PROMPT + [a, b] for a, b in pairs], params).view(V, V, V)
-    return p1.view(V, 1, 1) * p2.view(V, V, 1) * p3
+    return exact_ar_distribution(model, PROMPT, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
 
 
 def orthrus_samples(engine: Engine, params: SamplingParams) -> torch.Tensor:
@@ -55,26 +34,7 @@ def orthrus_samples(engine: Engine, params: SamplingParams) -> torch.Tensor:
     return torch.tensor([r.token_ids for r in results])  # [N, 3]
 
 
-def goodness_of_fit(observed_tokens: torch.Tensor, probs: torch.Tensor) -> float:
-    """Chi-square over the cells of ``probs``; cells expected < 5 times are pooled into one,
-    and any draw from a zero-probability cell fails outright."""
-    flat_probs = probs.flatten()
-    index = torch.zeros(observed_tokens.shape[0], dtype=torch.long)
-    for col in range(observed_tokens.shape[1]):
-        index = index * V + observed_tokens[:, col]
-    observed = torch.bincount(index, minlength=flat_probs.numel()).double()
-    expected = flat_probs * observed_tokens.shape[0]
-    zero = flat_probs == 0
-    if observed[zero].sum() > 0:  # a token outside the filtered support: certainly not lossless
-        return 0.0
-    big = expected >= 5
-    small = ~big & ~zero
-    obs, exp = observed[big], expected[big]
-    if small.any():
-        obs = torch.cat([obs, observed[small].sum().view(1)])
-        exp = torch.cat([exp, expected[small].sum().view(1)])
-    exp = exp * obs.sum() / exp.sum()  # chisquare wants equal totals; they differ by rounding only
-    return chisquare(obs.numpy(), exp.numpy()).pvalue
+goodness_of_fit = chi_square_pvalue
 
 
 @pytest.mark.parametrize("setting", SETTINGS, ids=["t1", "t0.7-k6-p0.9"])

@@ -1,0 +1,44 @@
+"""``orthrus:*`` Prometheus series, beside SGLang's own ``sglang:spec_*`` ones.
+
+Created in the worker (never at plugin import: SGLang configures prometheus_client's
+multiprocess directory after plugins load) and fed from ``on_verify_complete_cpu``, which gets
+the per-request accepted-draft counts already on the host: no extra GPU sync.
+"""
+
+from __future__ import annotations
+
+
+class OrthrusMetrics:
+    def __init__(self, block_size: int, model_name: str):
+        from prometheus_client import Counter, Histogram
+
+        labels = {"model_name": model_name}
+        self.block_size = block_size
+        self.steps = Counter("orthrus:verify_steps_total", "ORTHRUS verify steps (one per request per step)",
+                             labelnames=labels).labels(**labels)
+        self.full_blocks = Counter("orthrus:full_block_accept_total",
+                                   "Steps that accepted all B-1 drafts (every draft position)",
+                                   labelnames=labels).labels(**labels)
+        self.accept_drafts = Histogram("orthrus:accept_drafts", "Accepted drafts per step (tokens per step - 1)",
+                                       labelnames=labels, buckets=[n + 0.5 for n in range(block_size)]
+                                       ).labels(**labels)
+        position = Counter("orthrus:accepted_position_total",
+                           "Steps whose draft at this position (1-based) was accepted",
+                           labelnames=[*labels, "position"])
+        self.per_position = [position.labels(**labels, position=str(i + 1)) for i in range(block_size - 1)]
+
+    @classmethod
+    def create(cls, server_args, block_size: int) -> "OrthrusMetrics | None":
+        if not getattr(server_args, "enable_metrics", False):
+            return None
+        return cls(block_size, server_args.served_model_name or server_args.model_path)
+
+    def observe(self, num_correct_drafts_per_req: list[int]) -> None:
+        for n in num_correct_drafts_per_req:
+            n = int(n)
+            self.steps.inc()
+            self.accept_drafts.observe(n)
+            for i in range(min(n, self.block_size - 1)):
+                self.per_position[i].inc()
+            if n >= self.block_size - 1:
+                self.full_blocks.inc()

@@ -1,0 +1,2 @@
+# SGLang's ModelRegistry imports every module of this package and registers its EntryClass:
+# keep only model modules here.

@@ -1,0 +1,238 @@
+"""OrthrusLM for SGLang 0.5.17: a Qwen3/Llama decoder with a second (diffusion) attention view.
+
+Without ORTHRUS it is a plain AR model (the diff weights sit idle). In ``TARGET_VERIFY`` under
+the ORTHRUS algorithm, one ``forward`` runs both phases of a step (so one CUDA graph holds them):
+
+1. diffusion view over ``[t, MASK x (B-1)]`` through ``attn_diff``, a second RadixAttention
+   with the same layer_id (same KV buffer) and ``ENCODER_ONLY`` (non-causal over prefix+block).
+   It writes its K/V into the step's verify slots ``out_cache_loc``;
+2. drafts = argmax of the diffusion logits of block rows 0..B-2, kept in ``orthrus_draft_ids``;
+3. AR view over ``[t, d_1..d_{B-1}]``: it overwrites every one of those slots with AR K/V
+   before its own attention reads them, so no diffusion K/V ever survives the forward.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from sglang.srt.layers.layernorm import RMSNorm
+from sglang.srt.layers.linear import QKVParallelLinear, RowParallelLinear
+from sglang.srt.layers.logits_processor import LogitsProcessor
+from sglang.srt.layers.quantization.base_config import QuantizationConfig
+from sglang.srt.layers.radix_attention import AttentionType, RadixAttention
+from sglang.srt.layers.rotary_embedding import get_rope
+from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+from sglang.srt.model_executor.forward_batch_info import ForwardBatch, PPProxyTensors
+from sglang.srt.model_loader.weight_utils import default_weight_loader
+from sglang.srt.models.qwen2 import Qwen2MLP
+from sglang.srt.models.utils import apply_qk_norm
+from sglang.srt.runtime_context import get_parallel
+from sglang.srt.utils import add_prefix
+
+logger = logging.getLogger(__name__)
+ALGORITHM_NAME = "ORTHRUS"
+VIEWS = ("", "_diff")  # AR view, diffusion view: the suffix of their parameter names
+
+
+def _rope_args(config) -> tuple[float, Optional[dict]]:
+    params = getattr(config, "rope_parameters", None) or {}
+    if "rope_theta" in params:
+        return params["rope_theta"], params
+    return getattr(config, "rope_theta", 1e6), getattr(config, "rope_scaling", None)
+
+
+class OrthrusAttention(nn.Module):
+    def __init__(self, config, layer_id: int, quant_config: Optional[QuantizationConfig], prefix: str):
+        super().__init__()
+        parallel = get_parallel()
+        tp_rank, tp_size = parallel.attn_tp_rank, parallel.attn_tp_size
+        self.total_num_heads, self.total_num_kv_heads = config.num_attention_heads, config.num_key_value_heads
+        assert self.total_num_heads % tp_size == 0
+        self.num_heads = self.total_num_heads // tp_size
+        self.num_kv_heads = max(1, self.total_num_kv_heads // tp_size)
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.total_num_heads
+        self.q_size, self.kv_size = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        self.qk_norm = getattr(config, "backbone", "qwen3") == "qwen3"
+        bias = config.attention_bias
+        for suffix in VIEWS:
+            self.add_module(f"qkv_proj{suffix}", QKVParallelLinear(
+                config.hidden_size, self.head_dim, self.total_num_heads, self.total_num_kv_heads, bias=bias,
+                quant_config=quant_config, tp_rank=tp_rank, tp_size=tp_size, prefix=add_prefix(f"qkv_proj{suffix}", prefix)))
+            self.add_module(f"o_proj{suffix}", RowParallelLinear(
+                self.total_num_heads * self.head_dim, config.hidden_size, bias=bias, quant_config=quant_config,
+                tp_rank=tp_rank, tp_size=tp_size, reduce_results=True, prefix=add_prefix(f"o_proj{suffix}", prefix)))
+            if self.qk_norm:
+                self.add_module(f"q_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+                self.add_module(f"k_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
+        rope_theta, rope_scaling = _rope_args(config)
+        self.rotary_emb = get_rope(self.head_dim, rotary_dim=self.head_dim, max_position=config.max_position_embeddings,
+                                   base=rope_theta, rope_scaling=rope_scaling)
+        scaling = self.head_dim**-0.5
+        self.attn = RadixAttention(self.num_heads, self.head_dim, scaling, num_kv_heads=self.num_kv_heads,
+                                   layer_id=layer_id, prefix=add_prefix("attn", prefix))
+        # Same layer_id = same KV buffer; ENCODER_ONLY = causal=False in TARGET_VERIFY on every backend.
+        self.attn_diff = RadixAttention(self.num_heads, self.head_dim, scaling, num_kv_heads=self.num_kv_heads,
+                                        layer_id=layer_id, attn_type=AttentionType.ENCODER_ONLY,
+                                        prefix=add_prefix("attn_diff", prefix))
+
+    def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch,
+                diffusion: bool = False) -> torch.Tensor:
+        suffix = VIEWS[diffusion]
+        qkv, _ = getattr(self, f"qkv_proj{suffix}")(hidden_states)
+        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        if self.qk_norm:
+            q, k = apply_qk_norm(q=q, k=k, q_norm=getattr(self, f"q_norm{suffix}"),
+                                 k_norm=getattr(self, f"k_norm{suffix}"), head_dim=self.head_dim)
+        q, k = self.rotary_emb(positions, q, k)
+        attn = self.attn_diff if diffusion else self.attn
+        out, _ = getattr(self, f"o_proj{suffix}")(attn(q, k, v, forward_batch, save_kv_cache=True))
+        return out
+
+
+class OrthrusDecoderLayer(nn.Module):
+    def __init__(self, config, layer_id: int, quant_config, prefix: str):
+        super().__init__()
+        self.self_attn = OrthrusAttention(config, layer_id, quant_config, add_prefix("self_attn", prefix))
+        self.mlp = Qwen2MLP(config.hidden_size, config.intermediate_size, config.hidden_act,
+                            quant_config=quant_config, prefix=add_prefix("mlp", prefix))
+        self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+    def forward(self, positions, hidden_states, forward_batch, residual, diffusion: bool = False):
+        if residual is None:
+            residual = hidden_states
+            hidden_states = self.input_layernorm(hidden_states)
+        else:
+            hidden_states, residual = self.input_layernorm(hidden_states, residual)
+        hidden_states = self.self_attn(positions, hidden_states, forward_batch, diffusion)
+        hidden_states, residual = self.post_attention_layernorm(hidden_states, residual)
+        return self.mlp(hidden_states), residual
+
+
+class OrthrusModel(nn.Module):
+    def __init__(self, config, quant_config, prefix: str):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size,
+                                                   quant_config=quant_config, prefix=add_prefix("embed_tokens", prefix))
+        self.layers = nn.ModuleList(
+            OrthrusDecoderLayer(config, i, quant_config, add_prefix(f"layers.{i}", prefix))
+            for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.start_layer, self.end_layer = 0, config.num_hidden_layers
+
+    def forward(self, input_ids, positions, forward_batch, input_embeds=None, diffusion: bool = False):
+        hidden_states = self.embed_tokens(input_ids) if input_embeds is None else input_embeds
+        residual = None
+        for layer in self.layers:
+            hidden_states, residual = layer(positions, hidden_states, forward_batch, residual, diffusion)
+        hidden_states, _ = self.norm(hidden_states, residual)
+        return hidden_states
+
+
+def is_orthrus_verify(forward_batch: ForwardBatch) -> bool:
+    return (forward_batch.forward_mode.is_target_verify()
+            and getattr(forward_batch.spec_algorithm, "name", None) == ALGORITHM_NAME)
+
+
+class OrthrusLM(nn.Module):
+    def __init__(self, config, quant_config: Optional[QuantizationConfig] = None, prefix: str = ""):
+        super().__init__()
+        self._refuse_unsupported(config)
+        self.config = config
+        self.quant_config = quant_config
+        self.model = OrthrusModel(config, quant_config, add_prefix("model", prefix))
+        if config.tie_word_embeddings:
+            self.lm_head = self.model.embed_tokens
+        else:
+            self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, quant_config=quant_config,
+                                          prefix=add_prefix("lm_head", prefix))
+        self.logits_processor = LogitsProcessor(config)
+        # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
+        # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
+        self.orthrus_draft_ids: Optional[torch.Tensor] = None
+
+    @staticmethod
+    def _refuse_unsupported(config) -> None:
+        if getattr(config, "mlp_bias", False):
+            raise ValueError("OrthrusLM in SGLang does not support mlp_bias=True checkpoints")
+        if getattr(config, "hidden_act", "silu") != "silu":
+            raise ValueError(f"OrthrusLM in SGLang supports hidden_act='silu' only, got {config.hidden_act!r}")
+
+    def alloc_draft_buffer(self, max_num_drafts: int) -> None:
+        if self.orthrus_draft_ids is None or self.orthrus_draft_ids.numel() < max_num_drafts:
+            device = next(self.parameters()).device
+            self.orthrus_draft_ids = torch.zeros(max_num_drafts, dtype=torch.int64, device=device)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.embed_tokens
+
+    def get_embed_and_head(self):
+        return self.model.embed_tokens.weight, self.lm_head.weight
+
+    @torch.no_grad()
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch,
+                input_embeds: torch.Tensor = None, get_embedding: bool = False,
+                pp_proxy_tensors: Optional[PPProxyTensors] = None):
+        if get_embedding:
+            raise ValueError("OrthrusLM is a generation model; embeddings are not supported")
+        if is_orthrus_verify(forward_batch):
+            return self._draft_then_verify(input_ids, positions, forward_batch)
+        hidden_states = self.model(input_ids, positions, forward_batch, input_embeds)
+        return self.logits_processor(input_ids, hidden_states, self.lm_head, forward_batch)
+
+    def _draft_then_verify(self, block_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch):
+        """block_ids: [bs*B] = per request [t, MASK x (B-1)]. Returns the verify logits [bs*B, V]."""
+        bs = forward_batch.batch_size
+        B = block_ids.numel() // bs
+        hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
+        # The logits processor gathers the vocab across TP ranks in TARGET_VERIFY: drafts are exact at any TP.
+        diff_logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
+        drafts = diff_logits.view(bs, B, -1)[:, : B - 1].argmax(dim=-1)  # row i predicts position L+i+1
+        del diff_logits
+        if self.orthrus_draft_ids is not None and B > 1:
+            self.orthrus_draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
+        verify_ids = torch.cat([block_ids.view(bs, B)[:, :1], drafts], dim=1).reshape(-1)
+        hidden = self.model(verify_ids, positions, forward_batch)  # overwrites every verify slot with AR K/V
+        return self.logits_processor(verify_ids, hidden, self.lm_head, forward_batch)
+
+    # ---- weights -------------------------------------------------------------------------
+    STACKED = [  # (param, checkpoint name, shard); the _diff entries first so q_proj never matches q_proj_diff
+        ("qkv_proj_diff", "q_proj_diff", "q"), ("qkv_proj_diff", "k_proj_diff", "k"),
+        ("qkv_proj_diff", "v_proj_diff", "v"),
+        ("qkv_proj", "q_proj", "q"), ("qkv_proj", "k_proj", "k"), ("qkv_proj", "v_proj", "v"),
+        ("gate_up_proj", "gate_proj", 0), ("gate_up_proj", "up_proj", 1),
+    ]
+
+    def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        params = dict(self.named_parameters())
+        loaded: set[str] = set()
+        for name, tensor in weights:
+            if "rotary_emb.inv_freq" in name:
+                continue
+            if name == "lm_head.weight" and self.config.tie_word_embeddings:
+                continue  # the embedding is the head
+            for param_name, ckpt_name, shard in self.STACKED:
+                if f".{ckpt_name}." not in name:
+                    continue
+                target = name.replace(f".{ckpt_name}.", f".{param_name}.")
+                param = params[target]
+                param.weight_loader(param, tensor, shard)
+                loaded.add(target)
+                break
+            else:
+                if name not in params:
+                    raise ValueError(f"checkpoint tensor {name!r} has no parameter in OrthrusLM")
+                param = params[name]
+                getattr(param, "weight_loader", default_weight_loader)(param, tensor)
+                loaded.add(name)
+        missing = sorted(set(params) - loaded - ({"lm_head.weight"} if self.config.tie_word_embeddings else set()))
+        if missing:
+            raise ValueError(f"checkpoint is missing {len(missing)} tensor(s), e.g. {missing[:5]}")
+
+
+EntryClass = OrthrusLM

@@ -1,0 +1,99 @@
+"""The ORTHRUS speculative algorithm's identity and server-argument rules (SGLang 0.5.17)."""
+
+from __future__ import annotations
+
+import logging
+
+from sglang.srt.speculative.spec_info import CustomSpecAlgo
+
+logger = logging.getLogger(__name__)
+
+# Backends whose TARGET_VERIFY path honours ENCODER_ONLY (causal=False) with a write-then-read
+# of the block K/V. torch_native is SGLang's CPU path; flashinfer needs a capture-time spec_info
+# this plugin does not provide yet (DESIGN.md §3.5), so it is refused rather than left to assert.
+SUPPORTED_ATTENTION_BACKENDS = ("triton", "fa3", "fa4", "torch_native")
+
+
+class OrthrusSpecAlgo(CustomSpecAlgo):
+    """Draft and verify live in the target model: no draft model, no draft KV."""
+
+    # 0.5.17's CustomSpecAlgo lacks these three; the scheduler calls them for every algorithm.
+    def need_topk(self) -> bool:
+        return False
+
+    def carries_draft_hidden_states(self) -> bool:
+        return False
+
+    def create_future_map(self, device, req_to_token_pool, needs_cpu_seq_lens=True, needs_confidence_relay=False):
+        from sglang.srt.managers.overlap_utils import FutureMap
+
+        return FutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay)
+
+    def has_draft_kv(self) -> bool:
+        return False
+
+    def handle_server_args(self, server_args) -> None:
+        """Runs after validate_orthrus_server_args, in the main process, before any worker starts."""
+        block_size = server_args.get_model_config().hf_config.block_size
+        if server_args.speculative_num_draft_tokens is None:
+            server_args.speculative_num_draft_tokens = block_size
+        elif int(server_args.speculative_num_draft_tokens) != block_size:
+            logger.warning("ORTHRUS: --speculative-num-draft-tokens %s differs from the checkpoint's block_size %s "
+                           "(the diffusion view was trained at %s): acceptance may drop.",
+                           server_args.speculative_num_draft_tokens, block_size, block_size)
+        # One chain of B tokens per step: the generic spec-v2 KV sizing then reserves 2B per request.
+        server_args.speculative_num_steps = 1
+        server_args.speculative_eagle_topk = 1
+        server_args.enable_mixed_chunk = False
+        if server_args.max_running_requests is None:
+            server_args.max_running_requests = 32
+        if server_args.device == "cpu" and not server_args.disable_overlap_schedule:
+            server_args.disable_overlap_schedule = True  # SGLang has no overlap spec path on CPU
+
+
+def _attention_backends(server_args) -> set[str]:
+    from sglang.srt.arg_groups.overrides import attention_backends_of, resolved_view
+
+    return {b for b in attention_backends_of(resolved_view(server_args)) if b}
+
+
+def validate_orthrus_server_args(server_args) -> None:
+    """Refuse, at startup and with the flag's name, everything ORTHRUS cannot honour."""
+    from sglang.srt.arg_groups.overrides import resolved_view
+
+    problems = []
+    if server_args.speculative_draft_model_path is not None:
+        problems.append("--speculative-draft-model-path: ORTHRUS drafts with the model's own diffusion view; "
+                        "there is no draft model to load")
+    if server_args.speculative_num_draft_tokens is not None and int(server_args.speculative_num_draft_tokens) < 2:
+        problems.append("--speculative-num-draft-tokens must be >= 2 (the block: last token + drafts)")
+    if resolved_view(server_args).enable_dp_attention:
+        problems.append("--enable-dp-attention is not supported")
+    if server_args.pp_size != 1:
+        problems.append("--pp-size > 1 is not supported")
+    if server_args.disaggregation_mode != "null":
+        problems.append("--disaggregation-mode is not supported")
+    if server_args.enable_lora:
+        problems.append("--enable-lora is not supported")
+    if server_args.enable_two_batch_overlap:
+        problems.append("--enable-two-batch-overlap is not supported")
+    if server_args.speculative_adaptive:
+        problems.append("--speculative-adaptive is not supported")
+    if server_args.kv_canary != "none":
+        problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
+    unsupported = _attention_backends(server_args) - set(SUPPORTED_ATTENTION_BACKENDS)
+    if unsupported:
+        problems.append(f"attention backend {sorted(unsupported)} is not supported by ORTHRUS; "
+                        f"use --attention-backend one of {list(SUPPORTED_ATTENTION_BACKENDS)}")
+    if server_args.speculative_use_rejection_sampling:
+        problems.append("--speculative-use-rejection-sampling (q-sampled drafts) is not implemented yet; "
+                        "sampling requests are verified losslessly against greedy drafts without it")
+    try:
+        import torch
+
+        if torch.version.hip is not None:
+            problems.append("ROCm is not supported (its eager extend path runs the diffusion attention causally)")
+    except ImportError:
+        pass
+    if problems:
+        raise ValueError("ORTHRUS cannot run with these settings: " + "; ".join(problems))

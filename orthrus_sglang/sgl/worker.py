@@ -1,0 +1,258 @@
+"""OrthrusWorker: one SGLang decode step = draft -> verify -> accept -> commit, for a whole batch.
+
+Draft and verify run inside ONE target-model forward in TARGET_VERIFY (see models/orthrus.py);
+this worker prepares the block, calls that forward, accepts, and hands SGLang's spec-v2
+scheduler the committed tokens in DFlash's result layout (reusing DFlash's verify input and
+draft-input relay, so overlap scheduling, KV over-allocation and radix bookkeeping are
+SGLang's own). Prefill is the target worker's plain AR extend.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from sglang.srt.layers.logprob_processor import compute_spec_v2_logprobs
+from sglang.srt.managers.utils import GenerationBatchResult
+from sglang.srt.model_executor.forward_batch_info import CaptureHiddenMode
+from sglang.srt.speculative.base_spec_worker import BaseSpecWorker
+from sglang.srt.speculative.dflash_info import DFlashVerifyInput
+from sglang.srt.speculative.dflash_info_v2 import DFlashDraftInputV2
+from sglang.srt.speculative.dflash_utils import (
+    apply_dflash_simulated_acceptance,
+    apply_dflash_verify_logits_adjustments,
+)
+from sglang.srt.speculative.draft_worker_common import make_draft_input_v2
+from sglang.srt.speculative.spec_utils import (
+    SIMULATE_ACC_LEN,
+    SIMULATE_ACC_METHOD,
+    SIMULATE_ACC_TOKEN_MODE,
+    GrammarTree,
+    build_grammar_vocab_mask,
+)
+
+from ..accept import greedy_accept, target_only_accept
+from ..sampling import filtered_probs
+from .metrics import OrthrusMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class _NoDraftWorker:
+    """Stands where other algorithms keep a draft TpModelWorker: ORTHRUS has no draft model or KV.
+
+    SGLang reads ``draft_worker.draft_runner.token_to_kv_pool`` (kv_cache_builder.get_draft_kv_pool)
+    and the graph/weight bookkeeping below for every algorithm except NGRAM.
+    """
+
+    class _Runner:
+        token_to_kv_pool = None
+
+    draft_runner = _Runner()
+    draft_runners: list = []
+    graph_memory_usage: dict = {}
+    graph_time_usage: dict = {}
+    weight_load_time = 0.0
+
+    def alloc_memory_pool(self, **kwargs):
+        pass
+
+    def init_attention_backends(self):
+        pass
+
+    def init_cuda_graphs(self):
+        pass
+
+
+class OrthrusWorker(BaseSpecWorker):
+    def __init__(self, server_args, gpu_id, ps, nccl_port, target_worker):
+        super().__init__()
+        self.server_args = server_args
+        self.ps = ps
+        self._target_worker = target_worker
+        self._draft_worker = _NoDraftWorker()
+        self.model_runner = target_worker.model_runner
+        self.model = self.model_runner.model
+        self.device = self.model_runner.device
+        self.block_size = int(server_args.speculative_num_draft_tokens)
+        config = self.model_runner.model_config.hf_config
+        self.mask_token_id = int(config.mask_token_id)
+        if not hasattr(self.model, "alloc_draft_buffer"):
+            raise ValueError(f"ORTHRUS needs an Orthrus checkpoint (architecture OrthrusLM), got "
+                             f"{type(self.model).__name__}: convert it with `orthrus convert`")
+        # Before any CUDA graph is captured: the graphs hold this buffer's address.
+        self.model.alloc_draft_buffer(self._max_batch_size() * max(self.block_size - 1, 1))
+        self._offsets = torch.arange(self.block_size, device=self.device)
+        self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
+        self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
+        self.metrics = OrthrusMetrics.create(server_args, self.block_size)
+        logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
+
+    def _max_batch_size(self) -> int:
+        sizes = [self.server_args.max_running_requests or 0, getattr(self.server_args, "cuda_graph_max_bs_decode", None) or 0]
+        runner = getattr(self.model_runner, "decode_cuda_graph_runner", None)
+        sizes += list(getattr(runner, "capture_bs", None) or [])
+        try:
+            from sglang.srt.runtime_context import get_exec
+
+            graph = get_exec().graph.cuda_graph_config
+            sizes.append(graph.decode.max_bs if graph is not None else 0)
+        except Exception:  # the runtime context is not set up in every process that builds a worker
+            pass
+        return max(max(sizes), 1) + 16  # padding slack for graph replay
+
+    # The scheduler treats the spec worker as its tp worker (memory pool, weight updates, ...):
+    # everything ORTHRUS does not change comes from the target worker.
+    def __getattr__(self, name):
+        if name == "_target_worker":
+            raise AttributeError(name)
+        return getattr(self._target_worker, name)
+
+    def on_verify_complete_cpu(self, num_correct_drafts_per_req: list[int], batch_size: int = 0) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(num_correct_drafts_per_req)
+
+    # ---- one scheduler iteration ---------------------------------------------------------
+    def forward_batch_generation(self, batch, on_publish=None, grammar_barrier=None) -> GenerationBatchResult:
+        if batch.forward_mode.is_extend() or batch.is_extend_in_batch:
+            return self._prefill(batch, on_publish)
+        if batch.spec_info is None:
+            batch.spec_info = DFlashDraftInputV2.create_idle_input(device=self.device)
+        if batch.forward_mode.is_idle():
+            return self._idle(on_publish)
+        return self._decode(batch, on_publish, grammar_barrier)
+
+    def _prefill(self, batch, on_publish) -> GenerationBatchResult:
+        out = self.target_worker.forward_batch_generation(batch)
+        out.new_seq_lens = batch.seq_lens  # spec-v2 convention: the committed length L, first token not in it
+        if on_publish is not None:
+            on_publish(out.new_seq_lens)
+        out.next_draft_input = make_draft_input_v2(bonus_tokens=out.next_token_ids, new_seq_lens=batch.seq_lens)
+        return out
+
+    def _idle(self, on_publish) -> GenerationBatchResult:
+        empty = torch.empty((0,), dtype=torch.int64, device=self.device)
+        draft_input = make_draft_input_v2(bonus_tokens=empty, new_seq_lens=empty)
+        if on_publish is not None:
+            on_publish(draft_input.new_seq_lens)
+        return GenerationBatchResult(logits_output=None, next_token_ids=empty,
+                                     accept_lens=torch.empty((0,), dtype=torch.int32, device=self.device),
+                                     next_draft_input=draft_input, can_run_cuda_graph=False,
+                                     speculative_num_draft_tokens=self.block_size, new_seq_lens=empty)
+
+    def _decode(self, batch, on_publish, grammar_barrier) -> GenerationBatchResult:
+        if batch.seq_lens.is_cuda:  # produced on another stream by the previous overlap iteration
+            batch.seq_lens.record_stream(torch.cuda.current_stream())
+        bs, B = len(batch.seq_lens), self.block_size
+        prefix_lens = batch.seq_lens  # L: committed KV length; the block sits at L..L+B-1
+        block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
+
+        # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
+        forward_batch, logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
+        drafts = self.model.orthrus_draft_ids[: bs * (B - 1)].view(bs, B - 1)
+        candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
+
+        logits = logits_output.next_token_logits  # [bs*B, V]
+        if batch.has_grammar:  # drafts are unconstrained; every verify row is masked before accept
+            mask = build_grammar_vocab_mask(reqs=batch.reqs, tree=GrammarTree.from_linear_chain(candidates),
+                                            sampling_info=batch.sampling_info, device=logits.device,
+                                            barrier=grammar_barrier)
+            if mask is not None:
+                mask.apply(logits)
+        if batch.sampling_info is not None:
+            apply_dflash_verify_logits_adjustments(next_token_logits=logits, sampling_info=batch.sampling_info,
+                                                   draft_token_num=B)
+
+        num_accepted, bonus, target_top1 = self.accept(batch, drafts, logits.view(bs, B, -1))
+        accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs)
+        accept_len.copy_(num_accepted)
+        out_bonus.copy_(bonus)
+        commit_lens.copy_(num_accepted + 1)
+        # Row i = [accepted drafts..., bonus, stale...]: SGLang reads the first commit_lens[i] entries.
+        out_tokens[:, : B - 1].copy_(drafts)
+        out_tokens[:, B - 1].zero_()
+        out_tokens.scatter_(1, num_accepted.unsqueeze(1), bonus.unsqueeze(1))
+        if SIMULATE_ACC_LEN > 0:  # SGLang's pinned-acceptance benchmark switch, as its DFLASH worker reads it
+            if SIMULATE_ACC_TOKEN_MODE not in ("fixed", "real-draft-token"):
+                raise ValueError(f"Invalid SGLANG_SIMULATE_ACC_TOKEN_MODE {SIMULATE_ACC_TOKEN_MODE!r}; "
+                                 "expected 'fixed' or 'real-draft-token'.")
+            apply_dflash_simulated_acceptance(
+                candidates=candidates, target_predict=target_top1, accept_len=accept_len, commit_lens=commit_lens,
+                bonus=out_bonus, out_tokens=out_tokens, simulate_acc_len=SIMULATE_ACC_LEN,
+                simulate_acc_method=SIMULATE_ACC_METHOD, simulate_acc_token_mode=SIMULATE_ACC_TOKEN_MODE)
+        torch.add(prefix_lens, commit_lens.to(prefix_lens.dtype), out=new_seq_lens)
+        if on_publish is not None:
+            on_publish(new_seq_lens)
+        if batch.return_logprob:
+            # Row i's token j came from verify logits row i*B + j.
+            accept_index = (torch.arange(bs, device=self.device).unsqueeze(1) * B + self._offsets).to(torch.int64)
+            compute_spec_v2_logprobs(batch, logits_output, out_tokens.reshape(-1), accept_index, B - 1)
+        logits_output.hidden_states = None
+        return GenerationBatchResult(
+            logits_output=logits_output, next_token_ids=out_tokens.reshape(-1), accept_lens=commit_lens,
+            can_run_cuda_graph=can_run_graph, speculative_num_draft_tokens=B, new_seq_lens=new_seq_lens,
+            next_draft_input=make_draft_input_v2(bonus_tokens=out_bonus, new_seq_lens=new_seq_lens))
+
+    def prepare_block(self, batch, last_tokens: torch.Tensor):
+        """[t, MASK x (B-1)] per request, its positions L..L+B-1 and their KV slots (all [bs, B])."""
+        bs, B = len(batch.seq_lens), self.block_size
+        block_ids = torch.full((bs, B), self.mask_token_id, dtype=torch.int64, device=self.device)
+        block_ids[:, 0] = last_tokens.view(-1)
+        positions = batch.seq_lens.to(torch.int64).unsqueeze(1) + self._offsets
+        req_to_token = self.model_runner.req_to_token_pool.req_to_token
+        cache_locs = req_to_token[batch.req_pool_indices.to(torch.int64).unsqueeze(1), positions]
+        return block_ids, positions, cache_locs.to(torch.int64)
+
+    def _forward_block(self, batch, block_ids, positions, cache_locs):
+        bs, B = block_ids.shape
+        verify_input = DFlashVerifyInput(draft_token=block_ids.reshape(-1), positions=positions.reshape(-1),
+                                         draft_token_num=B, custom_mask=None,
+                                         capture_hidden_mode=CaptureHiddenMode.NULL)
+        batch.out_cache_loc = cache_locs.reshape(-1)
+        seq_lens_cpu, seq_lens_sum = batch.seq_lens_cpu, batch.seq_lens_sum
+        if seq_lens_cpu is not None:  # host-side bound for attention planning: L + B
+            batch.seq_lens_cpu = seq_lens_cpu + B
+            batch.seq_lens_sum = int(batch.seq_lens_cpu.sum())
+        forward_batch, can_run_graph = verify_input.prepare_for_verify(batch, self.target_worker)
+        batch.seq_lens_cpu, batch.seq_lens_sum = seq_lens_cpu, seq_lens_sum
+        if not can_run_graph and type(self.model_runner.attn_backend).__name__ == "TorchNativeAttnBackend":
+            # SGLang's CPU backend runs every extend-family mode as "prefix + new tokens" and reads
+            # the total length from seq_lens; TARGET_VERIFY gives it the prefix only.
+            forward_batch.extend_prefix_lens = forward_batch.seq_lens
+            forward_batch.extend_seq_lens = torch.full_like(forward_batch.seq_lens, B)
+            forward_batch.seq_lens = forward_batch.seq_lens + B
+        result = self.target_worker.forward_batch_generation(batch=None, forward_batch=forward_batch, is_verify=True)
+        return forward_batch, result.logits_output, result.can_run_cuda_graph
+
+    def accept(self, batch, drafts: torch.Tensor, logits: torch.Tensor):
+        """(num_accepted [bs], bonus [bs], AR argmax [bs, B]). Greedy: longest matching prefix.
+        Sampling: target-only rejection sampling against the greedy drafts (lossless w.r.t. p)."""
+        target_top1 = logits.argmax(dim=-1)
+        info = batch.sampling_info
+        if info is None or info.is_all_greedy:
+            num_accepted, bonus = greedy_accept(drafts, target_top1)
+            return num_accepted, bonus, target_top1
+        bs, B, vocab = logits.shape
+        temperature = info.temperatures.view(-1).float().clamp(min=1e-5)
+        top_p = info.top_ps.view(-1).float()
+        top_k = info.top_ks.view(-1).to(torch.int64).clamp(max=vocab)
+        probs = filtered_probs(logits, temperature, top_k, top_p)
+        uniforms = torch.rand((bs, B - 1), device=logits.device)
+        exponentials = torch.empty((bs, vocab), device=logits.device).exponential_()
+        num_accepted, bonus = target_only_accept(drafts, probs, uniforms=uniforms, exponentials=exponentials)
+        return num_accepted, bonus, target_top1
+
+    def _result_buffers(self, bs: int):
+        """Two sets of output tensors, alternated: SGLang copies one to the host while the next step runs."""
+        bufs = self._out_bufs[self._out_slot]
+        self._out_slot ^= 1
+        if not bufs or bufs["accept_len"].shape[0] < bs:
+            cap, dev = max(bs, 2 * (bufs["accept_len"].shape[0] if bufs else 0)), self.device
+            bufs.update(accept_len=torch.empty(cap, dtype=torch.int64, device=dev),
+                        commit_lens=torch.empty(cap, dtype=torch.int32, device=dev),
+                        bonus=torch.empty(cap, dtype=torch.int64, device=dev),
+                        out_tokens=torch.empty((cap, self.block_size), dtype=torch.int64, device=dev),
+                        new_seq_lens=torch.empty(cap, dtype=torch.int64, device=dev))
+        return (bufs["accept_len"][:bs], bufs["commit_lens"][:bs], bufs["bonus"][:bs], bufs["out_tokens"][:bs],
+                bufs["new_seq_lens"][:bs])

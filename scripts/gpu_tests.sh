@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The GPU test suite, on the offline GPU host (shared/sglang/GPU.md): installs SGLang 0.5.17 from the
+# carried wheelhouse and this package into /tmp/site, then runs tests/gpu (extra args go to pytest).
+#   bash scripts/gpu_tests.sh                 # everything
+#   bash scripts/gpu_tests.sh -k "b_ or c_"   # a subset
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SITE=${SITE:-/tmp/site}
+if [ ! -d "$SITE/sglang" ]; then
+  bash .gpu/install_wheelhouse.sh .gpu/wh/carry "$SITE"
+fi
+export PYTHONPATH=$SITE
+pip install --quiet --no-deps --no-build-isolation --upgrade --target "$SITE" . 2>&1 | grep -v "WARNING" || true
+python -m pytest tests/gpu -v -s -p no:cacheprovider -W ignore::DeprecationWarning "$@"

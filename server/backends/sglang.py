@@ -1,0 +1,214 @@
+"""The SGLang backend: a running SGLang server, reached over its native HTTP API.
+
+We send token ids to `POST /generate` (stream) and read committed ids plus the speculative
+fields of `meta_info` back. SGLang may be down at start or go away later: requests then get
+503 and /health says so; the next request after it returns simply works (no restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+
+from ..settings import GatewaySettings
+from ..stats import OrthrusStats
+from .base import Backend, BackendError, BackendUnavailable, GenChunk, GenRequest, GenStream, Health, ModelInfo
+
+log = logging.getLogger("orthrus.gateway")
+
+
+def sglang_sampling_params(req: GenRequest) -> dict:
+    params = {"max_new_tokens": req.max_new_tokens, "temperature": req.temperature, "top_p": req.top_p,
+              "top_k": req.top_k if req.top_k > 0 else -1,  # SGLang spells "off" as -1
+              "stop_token_ids": list(req.stop_token_ids), "ignore_eos": req.ignore_eos}
+    if req.seed is not None:
+        params["sampling_seed"] = req.seed
+    return params
+
+
+def error_message(resp_body: bytes, status: int) -> str:
+    try:
+        obj = json.loads(resp_body)
+    except ValueError:
+        return resp_body.decode("utf-8", "replace")[:500] or f"HTTP {status}"
+    if isinstance(obj, dict):
+        err = obj.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])
+        for key in ("message", "detail", "error"):
+            if obj.get(key):
+                return str(obj[key])
+    return str(obj)[:500]
+
+
+class _SGLangStream(GenStream):
+    def __init__(self, backend: SGLangBackend, req: GenRequest):
+        self._backend, self._req = backend, req
+        self._rid = uuid.uuid4().hex
+        self._gen: AsyncIterator[GenChunk] | None = None
+        self._finished = False
+
+    def __aiter__(self) -> AsyncIterator[GenChunk]:
+        self._gen = self._chunks()
+        return self._gen
+
+    async def _chunks(self) -> AsyncIterator[GenChunk]:
+        b = self._backend
+        payload = {"input_ids": self._req.prompt_ids, "sampling_params": sglang_sampling_params(self._req),
+                   "stream": True, "rid": self._rid}
+        try:
+            async with b.client.stream("POST", "/generate", json=payload) as resp:
+                if resp.status_code != 200:
+                    msg = error_message(await resp.aread(), resp.status_code)
+                    status = resp.status_code if 400 <= resp.status_code < 500 else 502
+                    if resp.status_code == 503:
+                        raise BackendUnavailable(f"SGLang is unavailable: {msg}")
+                    raise BackendError(status, f"SGLang rejected the request: {msg}")
+                received = 0
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk, received = self._parse(json.loads(data), received, b.block_size)
+                    if chunk.finish_reason is not None:
+                        self._finished = True
+                    yield chunk
+                    if self._finished:
+                        return
+        except BackendError:
+            raise
+        except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+            raise BackendUnavailable(f"SGLang at {b.url} is unreachable ({type(e).__name__}).")
+        except httpx.HTTPError as e:
+            raise BackendError(502, f"Lost the connection to SGLang mid-request ({type(e).__name__}).")
+        except Exception as e:  # transport bugs (seen: anyio on a socket that just died), bad JSON: a bad gateway
+            log.warning("SGLang request failed", exc_info=e)
+            raise BackendError(502, f"The request to SGLang failed ({type(e).__name__}).")
+        raise BackendError(502, "SGLang ended the stream before the request finished.")
+
+    @staticmethod
+    def _parse(obj: dict, received: int, block_size: int | None) -> tuple[GenChunk, int]:
+        if "error" in obj:
+            raise BackendError(502, f"SGLang reported an error: {error_message(json.dumps(obj).encode(), 500)}")
+        ids, meta = obj.get("output_ids") or [], obj.get("meta_info") or {}
+        total = meta.get("completion_tokens")
+        # SGLang versions differ: streamed output_ids are cumulative by default, incremental with
+        # --incremental-streaming-output. completion_tokens (always cumulative) tells them apart.
+        new = ids[received:] if isinstance(total, int) and len(ids) == total >= received else ids
+        finish = meta.get("finish_reason")
+        reason = finish.get("type") if isinstance(finish, dict) else finish
+        if reason is not None and reason not in ("stop", "length"):
+            raise BackendError(502, f"SGLang ended the request: {finish}")
+        return GenChunk(list(new), reason, OrthrusStats.from_sglang_meta(meta, block_size)), received + len(new)
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            try:
+                await self._gen.aclose()  # closes the HTTP stream: SGLang aborts on disconnect
+            except Exception:  # closing a stream to a dead server may fail; the abort below still goes out
+                pass
+        if not self._finished and self._gen is not None:
+            self._finished = True
+            try:  # and say so explicitly, in case the disconnect goes unnoticed
+                await self._backend.client.post("/abort_request", json={"rid": self._rid}, timeout=2.0)
+            except Exception:  # best effort: SGLang may be gone, and this must not hide the real error
+                pass
+
+
+class SGLangBackend(Backend):
+    kind = "sglang"
+
+    def __init__(self, settings: GatewaySettings):
+        self.settings = settings
+        self.url = settings.backend_url.rstrip("/")
+        self.client: httpx.AsyncClient | None = None
+        self.block_size: int | None = settings.block_size
+        self._info: ModelInfo | None = None
+        self._info_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(self.settings.backend_timeout_s,
+                                                                                 connect=5.0))
+        try:
+            await self.model_info()
+        except BackendError as e:
+            log.warning("SGLang backend not ready yet: %s", e.message)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def health(self) -> Health:
+        try:
+            resp = await self.client.get("/health", timeout=self.settings.health_timeout_s)
+        except Exception as e:  # httpx errors, and transport bugs on dying sockets
+            return Health(False, f"SGLang at {self.url} is unreachable ({type(e).__name__})")
+        if resp.status_code != 200:
+            return Health(False, f"SGLang /health answered HTTP {resp.status_code}")
+        try:
+            await self.model_info()
+        except BackendError as e:
+            return Health(False, e.message)
+        return Health(True, "ok")
+
+    async def model_info(self) -> ModelInfo:
+        if self._info is not None:
+            return self._info
+        async with self._info_lock:
+            if self._info is None:
+                self._info = await self._fetch_model_info()
+        return self._info
+
+    async def _get_json(self, path: str) -> dict | None:
+        try:
+            resp = await self.client.get(path, timeout=self.settings.health_timeout_s * 5)
+        except Exception as e:  # httpx errors, and transport bugs on dying sockets
+            raise BackendUnavailable(f"SGLang at {self.url} is unreachable ({type(e).__name__}).")
+        if resp.status_code != 200:
+            return None
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+
+    async def _fetch_model_info(self) -> ModelInfo:
+        info = await self._get_json("/get_model_info")
+        if info is None:
+            raise BackendUnavailable(f"SGLang at {self.url} did not answer /get_model_info.")
+        server = await self._get_json("/get_server_info") or await self._get_json("/server_info") or {}
+        model_path = str(info.get("model_path") or self.settings.model or "")
+        tokenizer_path = self.settings.model or info.get("tokenizer_path") or model_path
+        if self.block_size is None and isinstance(server.get("speculative_num_draft_tokens"), int):
+            self.block_size = server["speculative_num_draft_tokens"]
+        try:
+            tokenizer, config = await asyncio.get_running_loop().run_in_executor(None, _load_tokenizer, tokenizer_path)
+        except Exception as e:
+            raise BackendUnavailable(f"Could not load the tokenizer {tokenizer_path!r}: {e}")
+        max_seq_len = server.get("context_length") or config.get("max_position_embeddings")
+        eos = config.get("eos_token_id")
+        eos_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        return ModelInfo(model_path=model_path, tokenizer=tokenizer, max_seq_len=max_seq_len,
+                         block_size=self.block_size or config.get("block_size"), vocab_size=config.get("vocab_size"),
+                         eos_token_ids=eos_ids, extra={"sglang_model_info": info})
+
+    def generate(self, req: GenRequest) -> GenStream:
+        if req.ar_only:
+            raise BackendError(400, "`ar_only` is only available on the embedded backend.")
+        return _SGLangStream(self, req)
+
+
+def _load_tokenizer(path: str) -> tuple[object, dict]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    config_file = Path(path) / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    return tokenizer, config

@@ -1,0 +1,65 @@
+"""Command-line flags for the gateway; `orthrus serve` reuses add_arguments + settings_from_args.
+
+Flags that are not given leave the ORTHRUS_* environment variables (or the defaults) in charge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from pydantic import ValidationError
+
+from .settings import GatewaySettings
+
+# flag -> (settings field, type, help)
+FLAGS = {
+    "--model": ("model", str, "checkpoint dir, hub id, or smollm2-135m-instruct (the demo model, the default)"),
+    "--served-model-name": ("served_model_name", str, "model id clients use (default: from --model)"),
+    "--backend": ("backend", str, "embedded (default) or sglang"),
+    "--backend-url": ("backend_url", str, "SGLang server URL for --backend sglang (default http://127.0.0.1:30000)"),
+    "--host": ("host", str, "bind address (default 127.0.0.1)"),
+    "--port": ("port", int, "port (default 8000)"),
+    "--api-key": ("api_key", str, "require 'Authorization: Bearer KEY' (prefer ORTHRUS_API_KEY: flags show in ps)"),
+    "--max-concurrent-requests": ("max_concurrent_requests", int, "requests generating at once (default 64)"),
+    "--max-queue": ("max_queue", int, "requests waiting for a slot before 429 (default 256)"),
+    "--max-body-bytes": ("max_body_bytes", int, "largest request body in bytes (default 2 MiB)"),
+    "--device": ("device", str, "embedded engine device: auto, cpu, cuda, cuda:1 ... (default auto)"),
+    "--dtype": ("dtype", str, "auto, float32, bfloat16, float16 (default auto: fp32 on CPU, bf16 on GPU)"),
+    "--block-size": ("block_size", int, "Orthrus block size B (default: the checkpoint's)"),
+    "--max-batch-size": ("max_batch_size", int, "embedded engine batch slots (default 8)"),
+    "--max-seq-len": ("max_seq_len", int, "context limit, prompt + generation (default: the engine's)"),
+    "--shutdown-grace-s": ("shutdown_grace_s", float, "seconds in-flight streams get on shutdown (default 5)"),
+    "--log-level": ("log_level", str, "uvicorn log level (default info)"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, (field, kind, help_text) in FLAGS.items():
+        parser.add_argument(flag, dest=field, type=kind, default=argparse.SUPPRESS, help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace, *, default_model: str | None = None) -> GatewaySettings:
+    """Flags given on the command line override ORTHRUS_* variables. Exits with a message on bad values.
+
+    `default_model` applies when neither --model nor ORTHRUS_MODEL names one (and the backend is embedded).
+    """
+    given = {field: getattr(args, field) for field, _, _ in FLAGS.values() if hasattr(args, field)}
+    backend = given.get("backend", os.environ.get("ORTHRUS_BACKEND", "embedded"))
+    if default_model and "model" not in given and not os.environ.get("ORTHRUS_MODEL") and backend == "embedded":
+        given["model"] = default_model
+    try:
+        return GatewaySettings(**given)
+    except ValidationError as e:
+        raise SystemExit(f"invalid gateway settings:\n{e}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m server", description="Orthrus OpenAI-compatible gateway")
+    add_arguments(parser)
+    from orthrus_sglang.demo import DEMO_MODEL_ID
+
+    settings = settings_from_args(parser.parse_args(argv), default_model=DEMO_MODEL_ID)
+    from .main import run
+
+    run(settings)

@@ -1,0 +1,84 @@
+"""run(settings): serve the gateway with uvicorn and print ready-to-paste examples once it listens."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+from .app import create_app
+from .settings import GatewaySettings
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, plus: the drain starts when shutdown does, and a banner once the socket is bound."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, banner: bool = True):
+        super().__init__(config)
+        self.gateway_app, self.banner = app, banner
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started and self.banner:
+            print(banner(self.gateway_app.state.gateway.settings, self.bound_port), flush=True)
+
+    async def shutdown(self, sockets=None) -> None:
+        # Before uvicorn waits for open connections: streams get the grace period, then an error event.
+        self.gateway_app.state.gateway.begin_shutdown()
+        await super().shutdown(sockets)
+
+    @property
+    def bound_port(self) -> int:
+        for server in self.servers:
+            for sock in server.sockets:
+                return sock.getsockname()[1]
+        return self.config.port
+
+
+def build_server(settings: GatewaySettings, app: FastAPI | None = None, banner: bool = True) -> GatewayServer:
+    app = app or create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5, lifespan="on")
+    return GatewayServer(config, app, banner)
+
+
+def run(settings: GatewaySettings) -> None:
+    server = build_server(settings)
+    server.run()
+    if not server.started:
+        sys.exit(1)  # startup failed; uvicorn logged why
+
+
+def banner(settings: GatewaySettings, port: int) -> str:
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::", "") else settings.host
+    url = f"http://{host}:{port}"
+    model = settings.model_id
+    auth_header = ' \\\n  -H "Authorization: Bearer $ORTHRUS_API_KEY"' if settings.api_key else ""
+    key = 'os.environ["ORTHRUS_API_KEY"]' if settings.api_key else '"none"'
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is 7 * 6?"}],
+                       "max_tokens": 64})
+    heredoc = "PY"
+    return f"""
+Orthrus gateway ready at {url}  (model {model}, {settings.backend} backend)
+  live page {url}/   health {url}/health   metrics {url}/metrics
+
+Try it with curl:
+
+curl {url}/v1/chat/completions \\
+  -H "Content-Type: application/json"{auth_header} \\
+  -d '{body}'
+
+or with Python (pip install openai):
+
+python - <<'{heredoc}'
+import os
+from openai import OpenAI
+client = OpenAI(base_url="{url}/v1", api_key={key})
+r = client.chat.completions.create(model="{model}", max_tokens=64,
+                                   messages=[{{"role": "user", "content": "What is 7 * 6?"}}])
+print(r.choices[0].message.content)
+print(r.model_extra["orthrus"])  # tau, acceptance per draft position, AR-equivalent speedup
+{heredoc}
+"""

@@ -1,0 +1,138 @@
+"""What every generation route does: check the model, admit, run, map backend errors to HTTP."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from ..backends.base import BackendError, GenRequest, ModelInfo
+from ..errors import APIError, internal, model_not_found, unavailable
+from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
+from ..schemas import MAX_SEED
+from ..sse import DONE, ClientDisconnected, EventStream, frame, until_disconnect
+from ..state import GatewayState, ShuttingDown
+
+log = logging.getLogger("orthrus.gateway")
+
+# Renders a stream: (first event, the rest, the generation) -> SSE frames.
+FrameRenderer = Callable[[SeqEvent, AsyncIterator[SeqEvent], Generation], AsyncIterator[bytes]]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def check_model(state: GatewayState, model: str | None, info: ModelInfo) -> None:
+    """The served id, the --model string and the backend's model path all name the one model."""
+    allowed = {state.settings.model_id, state.settings.model, info.model_path}
+    if model is not None and model not in allowed:
+        raise model_not_found(model)
+
+
+def api_error(e: Exception) -> APIError:
+    if isinstance(e, APIError):
+        return e
+    if isinstance(e, ShuttingDown):
+        return unavailable("The server is shutting down; the request was stopped.")
+    if isinstance(e, BackendError):
+        if e.status == 503:
+            return unavailable(e.message)
+        if 400 <= e.status < 500:
+            return APIError(e.status, e.message)
+        return APIError(e.status, e.message, type="server_error", code="backend_error")
+    return internal()
+
+
+async def model_info(state: GatewayState) -> ModelInfo:
+    try:
+        return await state.backend.model_info()
+    except BackendError as e:
+        raise api_error(e)
+
+
+def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: list[str]) -> list[SeqSpec]:
+    specs = []
+    for p, (prompt_ids, max_new) in enumerate(zip(prompts, budgets)):
+        for j in range(n):
+            seed = None if body.seed is None else (body.seed + j) % (MAX_SEED + 1)
+            req = GenRequest(prompt_ids=prompt_ids, max_new_tokens=max_new,
+                             temperature=0.0 if body.temperature is None else body.temperature,
+                             top_p=1.0 if body.top_p is None else body.top_p,
+                             top_k=max(body.top_k or 0, 0), seed=seed, ignore_eos=body.ignore_eos,
+                             ar_only=body.ar_only)
+            specs.append(SeqSpec(p * n + j, req, stop))
+    return specs
+
+
+async def run(request: Request, state: GatewayState, specs: list[SeqSpec], arrived_at: float, *,
+              stream: bool, render_frames: FrameRenderer, render_json: Callable[[list[SeqResult]], dict],
+              route: str):
+    """Admit the request, run it and answer: JSON, or SSE frames from `render_frames`."""
+    if state.draining:
+        state.metrics.rejected.labels(reason="shutting_down").inc()
+        raise unavailable("The server is shutting down.")
+    try:
+        slot = await until_disconnect(request.receive, state.admission.acquire())
+    except APIError:
+        state.metrics.rejected.labels(reason="overloaded").inc()
+        state.metrics.requests.labels(route=route, status="429").inc()
+        raise
+    state.metrics.prompt_tokens.inc(sum(len(s.req.prompt_ids) for s in specs))
+    release_now = True  # unless a stream takes the slot over
+    try:
+        tokenizer = (await model_info(state)).tokenizer
+        gen = Generation(state, tokenizer, specs, arrived_at)
+        if not stream:
+            results = await until_disconnect(request.receive, gen.run())
+            state.metrics.requests.labels(route=route, status="200").inc()
+            return JSONResponse(render_json(results))
+        events = gen.events()
+        try:
+            first = await until_disconnect(request.receive, anext(events))
+        except BaseException:
+            await events.aclose()
+            raise
+        release_now = False
+        state.metrics.requests.labels(route=route, status="200").inc()
+        return EventStream(_guarded(render_frames(first, events, gen), events), cleanup=slot.release)
+    except (BackendError, ShuttingDown) as e:
+        err = api_error(e)
+        state.metrics.requests.labels(route=route, status=str(err.status)).inc()
+        raise err
+    except ClientDisconnected:
+        state.metrics.requests.labels(route=route, status="499").inc()
+        raise
+    finally:
+        if release_now:
+            slot.release()
+
+
+async def _guarded(frames: AsyncIterator[bytes], events: AsyncIterator[SeqEvent]) -> AsyncIterator[bytes]:
+    """Once the stream has started, a failure becomes an error event followed by [DONE]."""
+    try:
+        async for chunk in frames:
+            yield chunk
+    except Exception as e:  # BackendError, ShuttingDown, or a bug (logged): the client still hears why
+        if not isinstance(e, (BackendError, ShuttingDown)):
+            log.exception("stream failed")
+        yield frame(api_error(e).body())
+        yield DONE
+    finally:
+        await frames.aclose()
+        await events.aclose()  # renderers wrap it; close it explicitly so its sequences abort now
+
+
+def usage(prompts: list[list[int]], results: list[SeqResult]) -> dict:
+    prompt_tokens = sum(len(p) for p in prompts)
+    completion_tokens = sum(len(r.token_ids) for r in results)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def now_s() -> int:
+    return int(time.time())

@@ -1,0 +1,121 @@
+"""SGLang's native API on the gateway: POST /generate, GET /get_model_info, /get_server_info.
+
+So that SGLang frontend scripts (`sgl.RuntimeEndpoint(gateway_url)`) run against either backend.
+Streamed `text` and `output_ids` are cumulative, as SGLang sends them by default.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Request
+
+from ..backends.base import GenRequest
+from ..body import read_json
+from ..deps import gateway, require_api_key
+from ..errors import bad_request
+from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
+from ..native_schemas import NativeGenerateRequest
+from ..prompting import budget, checked_token_ids, text_prompt_ids
+from ..sse import DONE, EventStream, frame
+from .common import model_info, new_id, run
+
+router = APIRouter(dependencies=[Depends(require_api_key)])
+
+
+@router.get("/get_model_info")
+@router.get("/model_info")
+async def get_model_info(request: Request):
+    state = gateway(request)
+    info = await model_info(state)
+    return {"model_path": info.model_path or state.settings.model_id, "tokenizer_path": info.model_path,
+            "is_generation": True, "preferred_sampling_params": None, "weight_version": "default",
+            "has_image_understanding": False, "has_audio_understanding": False,
+            "served_model_name": state.settings.model_id, "orthrus_block_size": info.block_size}
+
+
+@router.get("/get_server_info")
+@router.get("/server_info")
+async def get_server_info(request: Request):
+    state = gateway(request)
+    info = await model_info(state)
+    live = state.live.snapshot()
+    return {"model_path": info.model_path, "context_length": info.max_seq_len, "backend": state.backend.kind,
+            "speculative_algorithm": "ORTHRUS", "speculative_num_draft_tokens": info.block_size,
+            "avg_spec_accept_length": live["tau"], "version": "orthrus-gateway"}
+
+
+@router.post("/flush_cache")
+async def flush_cache():
+    return {"success": True, "message": "The gateway keeps no prefix cache."}
+
+
+@router.post("/generate")
+async def generate(request: Request):
+    arrived_at = time.monotonic()
+    state = gateway(request)
+    body = await read_json(request, NativeGenerateRequest)
+    info = await model_info(state)
+    sp = body.sampling_params
+    if body.text is not None:
+        texts = body.text if isinstance(body.text, list) else [body.text]
+        prompts = [text_prompt_ids(info, t) for t in texts]
+    else:
+        batch = body.input_ids if body.is_batch else [body.input_ids]
+        prompts = [checked_token_ids(info, p, f"input_ids[{i}]") for i, p in enumerate(batch)]
+    rids = body.rid if isinstance(body.rid, list) else [body.rid or new_id("gen")] * len(prompts)
+    rids = [r if i == 0 or isinstance(body.rid, list) else f"{r}-{i}" for i, r in enumerate(rids)]
+    if len(rids) != len(prompts):
+        raise bad_request("`rid` must have one entry per prompt.", param="rid")
+    budgets = [budget(info, len(p), sp.max_new_tokens or 1, param="sampling_params.max_new_tokens",
+                      prompt_param="text" if body.text is not None else "input_ids") for p in prompts]
+
+    def one(i: int, text: str, ids: list[int], reason: str | None, stats) -> dict:
+        meta = {"id": rids[i], "prompt_tokens": len(prompts[i]), "completion_tokens": len(ids), "cached_tokens": 0,
+                "e2e_latency": round(time.monotonic() - arrived_at, 6), "finish_reason": None}
+        if reason == "length":
+            meta["finish_reason"] = {"type": "length", "length": len(ids)}
+        elif reason == "stop":
+            meta["finish_reason"] = {"type": "stop", "matched": ids[-1] if ids else None}
+        if stats is not None:
+            meta.update(spec_verify_ct=stats.num_steps, spec_accept_length=round(stats.tau, 4),
+                        spec_accept_histogram=stats.accept_length_histogram,
+                        orthrus=stats.to_json(state.settings.step_cost))
+        return {"text": text, "output_ids": list(ids), "meta_info": meta}
+
+    if sp.max_new_tokens == 0:  # the frontend's prefix-cache calls: nothing to generate
+        empty = [one(i, "", [], "length", None) for i in range(len(prompts))]
+        if not body.stream:
+            return empty if body.is_batch else empty[0]
+        async def frames():
+            for i, obj in enumerate(empty):
+                yield frame({**obj, "index": i} if body.is_batch else obj)
+            yield DONE
+
+        return EventStream(frames())
+
+    specs = [SeqSpec(i, GenRequest(prompt_ids=p, max_new_tokens=b, temperature=sp.temperature, top_p=sp.top_p,
+                                   top_k=max(sp.top_k, 0), seed=sp.sampling_seed,
+                                   stop_token_ids=tuple(sp.stop_token_ids or ()), ignore_eos=sp.ignore_eos,
+                                   ar_only=sp.ar_only), sp.stop or [], sp.skip_special_tokens)
+             for i, (p, b) in enumerate(zip(prompts, budgets))]
+
+    def render_json(results: list[SeqResult]):
+        objs = [one(i, r.text, r.token_ids, r.finish_reason, r.stats) for i, r in enumerate(results)]
+        return objs if body.is_batch else objs[0]
+
+    async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
+        async def chain():
+            yield first
+            async for ev in rest:
+                yield ev
+
+        async for ev in chain():
+            r = gen.results[ev.index]  # may already hold later chunks: cut it at this event
+            obj = one(ev.index, r.text[: ev.text_len], r.token_ids[: ev.num_tokens], ev.finish_reason, ev.stats)
+            yield frame({**obj, "index": ev.index} if body.is_batch else obj)
+        yield DONE
+
+    return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
+                     render_json=render_json, route="generate")

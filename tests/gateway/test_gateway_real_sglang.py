@@ -1,0 +1,119 @@
+"""The SGLang backend against a REAL SGLang 0.5.17 server (CPU engine, torch_native attention).
+
+The model is a tiny random plain Qwen3 (SGLang serves it with no speculative algorithm, since
+the ORTHRUS plugin is another issue's work), so this checks the wire protocol end to end: ids
+in, cumulative streamed ids out, meta_info, /health, /get_model_info, /get_server_info, error
+bodies, and a real SGLang crash and restart. Skipped when `import sglang` fails.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+import torch
+from gateway_helpers import REPO, LiveServer, free_port, settings, sse_events, wait_http
+
+sglang = pytest.importorskip("sglang", reason="real SGLang is not installed")
+
+PROMPT = [72, 101, 108, 108, 111]
+
+
+def write_tiny_qwen3(path):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from orthrus_sglang.testing import write_byte_tokenizer
+
+    tok = write_byte_tokenizer(path)
+    config = Qwen3Config(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=False, torch_dtype="float32")
+    model = Qwen3ForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # logits far from uniform: greedy has clear margins
+        for name, p in model.named_parameters():
+            scale = 0.1 if "norm" in name else 1.2 / p.shape[-1] ** 0.5
+            p.copy_((1.0 if "norm" in name else 0.0) + scale * torch.randn(p.shape, generator=gen))
+    model.save_pretrained(path)
+    return path
+
+
+class RealSGLang:
+    """`python -m sglang.launch_server` in its own process group (SGLang forks a scheduler and a detokenizer)."""
+
+    def __init__(self, model, port: int):
+        self.model, self.port, self.proc = model, port, None
+        self.url = f"http://127.0.0.1:{port}"
+
+    def start(self) -> "RealSGLang":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORTHRUS_")}
+        env["SGLANG_USE_CPU_ENGINE"] = "1"  # SGLang's is_cpu() reads it at import
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sglang.launch_server", "--model-path", str(self.model), "--port", str(self.port),
+             "--device", "cpu", "--attention-backend", "torch_native", "--disable-cuda-graph", "--dtype", "float32",
+             "--mem-fraction-static", "0.05", "--max-total-tokens", "4096", "--context-length", "512",
+             "--random-seed", "0", "--log-level", "error"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        wait_http(self.url + "/health", timeout=180)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # our own group: the server and its children
+            self.proc.wait(30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    server = RealSGLang(write_tiny_qwen3(tmp_path_factory.mktemp("real-sglang-qwen3")), free_port()).start()
+    try:
+        with LiveServer(settings(None, backend="sglang", backend_url=server.url, served_model_name="q3")) as gw:
+            yield server, gw
+    finally:
+        server.kill()
+
+
+def test_gateway_returns_what_sglang_generates(real):
+    server, gw = real
+    direct = httpx.post(server.url + "/generate", timeout=60, json={
+        "input_ids": PROMPT, "sampling_params": {"max_new_tokens": 12, "temperature": 0, "ignore_eos": True}}).json()
+    r = httpx.post(gw.url + "/v1/completions", timeout=60, json={
+        "prompt": PROMPT, "max_tokens": 12, "ignore_eos": True, "return_token_ids": True}).json()
+    assert r["choices"][0]["token_ids"] == direct["output_ids"]
+    assert r["choices"][0]["finish_reason"] == "length"
+    assert r["orthrus"] is None  # plain AR server: no speculative fields in meta_info, and we say so
+    assert httpx.get(gw.url + "/get_server_info", timeout=10).json()["context_length"] == 512
+
+
+def test_stream_equals_non_stream_through_real_sglang(real):
+    _, gw = real
+    body = {"prompt": PROMPT, "max_tokens": 16, "ignore_eos": True, "return_token_ids": True}
+    full = httpx.post(gw.url + "/v1/completions", json=body, timeout=60).json()["choices"][0]
+    with httpx.stream("POST", gw.url + "/v1/completions", json={**body, "stream": True}, timeout=60) as s:
+        events = sse_events(s.iter_lines())
+    assert events[-1] == "[DONE]"
+    chunks = [e["choices"][0] for e in events[:-1]]
+    assert [t for c in chunks for t in c["token_ids"]] == full["token_ids"]
+    assert "".join(c["text"] for c in chunks) == full["text"]
+
+
+def test_context_limit_comes_from_sglang(real):
+    _, gw = real
+    r = httpx.post(gw.url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 600}, timeout=60)
+    assert r.status_code == 400 and "maximum context length is 512" in r.json()["error"]["message"]
+
+
+def test_real_sglang_crash_then_restart(real):
+    server, gw = real
+    server.kill()
+    r = httpx.post(gw.url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 2}, timeout=60)
+    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable"
+    assert httpx.get(gw.url + "/health", timeout=30).status_code == 503
+    server.start()  # same port; the gateway is not restarted
+    assert httpx.get(gw.url + "/health", timeout=30).status_code == 200
+    r = httpx.post(gw.url + "/v1/completions", json={"prompt": PROMPT, "max_tokens": 2}, timeout=60)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2

@@ -1,0 +1,129 @@
+"""Small pure pieces of the gateway: incremental text with stop strings, stats mapping, admission,
+SGLang stream parsing, settings and CLI flags."""
+
+import argparse
+import asyncio
+
+import pytest
+from transformers import AutoTokenizer
+
+from server.backends.base import GenRequest
+from server.backends.sglang import _SGLangStream, sglang_sampling_params
+from server.cli import add_arguments, settings_from_args
+from server.detok import TextAssembler
+from server.errors import APIError
+from server.limits import Admission
+from server.stats import OrthrusStats, merge_all
+
+
+@pytest.fixture(scope="module")
+def tok(tiny_ckpt):
+    return AutoTokenizer.from_pretrained(str(tiny_ckpt))
+
+
+def feed(tok, text_bytes: bytes, stop=None, chunk=1):
+    """Push the byte tokenizer's ids `chunk` at a time, as a backend would commit them."""
+    ids = tok.encode(text_bytes.decode("utf-8"))
+    asm, deltas = TextAssembler(tok, stop), []
+    for i in range(0, len(ids), chunk):
+        deltas.append(asm.push(ids[i:i + chunk], finished=i + chunk >= len(ids)))
+        if asm.stopped:
+            break
+    return asm, deltas
+
+
+def test_multibyte_characters_are_never_split(tok):
+    _, deltas = feed(tok, "a€b中c".encode())
+    assert "".join(deltas) == "a€b中c" and "\ufffd" not in "".join(deltas)
+    assert all("\ufffd" not in d for d in deltas)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5])
+def test_stop_string_across_chunks(tok, chunk):
+    asm, deltas = feed(tok, b"hello world, stop here", stop=["rld,"], chunk=chunk)
+    assert asm.stopped and asm.text == "hello wo" and "".join(deltas) == "hello wo"
+
+
+def test_stop_prefix_is_held_back_then_released(tok):
+    asm = TextAssembler(tok, ["xyz"])
+    assert asm.push(tok.encode("abx"), finished=False) == "ab"  # "x" may start "xyz"
+    assert asm.push(tok.encode("q"), finished=False) == "xq"
+    assert asm.push(tok.encode("xy"), finished=True) == "xy"  # finished: everything goes out
+
+
+def test_earliest_of_several_stops_wins(tok):
+    asm, _ = feed(tok, b"one two three", stop=["three", "two"])
+    assert asm.text == "one "
+
+
+def test_stats_from_sglang_meta_match_the_engine_definition():
+    meta = {"spec_verify_ct": 4, "completion_tokens": 9, "spec_accept_histogram": [1, 1, 0, 2]}
+    s = OrthrusStats.from_sglang_meta(meta, block_size=4)
+    assert s.accepted_per_position == [3, 2, 2]  # draft i accepted in every step that accepted >= i
+    assert s.tau == (7 + 4) / 4
+    assert OrthrusStats.from_sglang_meta({"completion_tokens": 3}, 4) is None  # no speculative steps
+    bare = OrthrusStats.from_sglang_meta({"spec_verify_ct": 2, "completion_tokens": 5}, None)
+    assert bare.tau == 2.5 and bare.tau_from_tokens
+    merged = merge_all([s, None, OrthrusStats(4, 1, 2, [1, 0, 0], [0, 1, 0, 0])])
+    assert merged.num_steps == 5 and merged.accepted_per_position == [4, 2, 2]
+
+
+def test_sglang_stream_parsing_cumulative_and_incremental():
+    cum = [{"output_ids": [5], "meta_info": {"completion_tokens": 1}},
+           {"output_ids": [5, 6, 7], "meta_info": {"completion_tokens": 3}},
+           {"output_ids": [5, 6, 7, 8], "meta_info": {"completion_tokens": 4, "finish_reason": {"type": "length"}}}]
+    inc = [{"output_ids": [5], "meta_info": {"completion_tokens": 1}},
+           {"output_ids": [6, 7], "meta_info": {"completion_tokens": 3}},
+           {"output_ids": [8], "meta_info": {"completion_tokens": 4, "finish_reason": {"type": "length"}}}]
+    for objs in (cum, inc):
+        received, got = 0, []
+        for obj in objs:
+            chunk, received = _SGLangStream._parse(obj, received, 4)
+            got += chunk.token_ids
+        assert got == [5, 6, 7, 8] and chunk.finish_reason == "length"
+
+
+def test_sglang_sampling_params():
+    p = sglang_sampling_params(GenRequest([1], 5, temperature=0.5, top_k=0, seed=3, stop_token_ids=(9,)))
+    assert p == {"max_new_tokens": 5, "temperature": 0.5, "top_p": 1.0, "top_k": -1, "stop_token_ids": [9],
+                 "ignore_eos": False, "sampling_seed": 3}
+
+
+def test_admission_fifo_queue_and_429():
+    async def main():
+        adm = Admission(max_active=1, max_queue=1, retry_after_s=2)
+        first = await adm.acquire()
+        waiter = asyncio.create_task(adm.acquire())
+        await asyncio.sleep(0)
+        with pytest.raises(APIError) as e:
+            await adm.acquire()
+        assert e.value.status == 429 and e.value.headers == {"Retry-After": "2"}
+        first.release()
+        first.release()  # idempotent
+        second = await waiter
+        assert adm.active == 1 and not adm.waiting
+        cancelled = asyncio.create_task(adm.acquire())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        assert not adm.waiting
+        second.release()
+        assert adm.active == 0
+
+    asyncio.run(main())
+
+
+def test_cli_flags_override_environment(monkeypatch):
+    for name in ("ORTHRUS_MODEL", "ORTHRUS_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORTHRUS_PORT", "9001")
+    monkeypatch.setenv("ORTHRUS_MAX_QUEUE", "7")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    s = settings_from_args(parser.parse_args(["--model", "m", "--port", "9002"]))
+    assert s.port == 9002 and s.max_queue == 7 and s.model_id == "m"
+    with pytest.raises(SystemExit, match="backend"):
+        settings_from_args(parser.parse_args(["--model", "m", "--backend", "nope"]))
+    monkeypatch.delenv("ORTHRUS_PORT")
+    with pytest.raises(SystemExit, match="needs a model"):
+        settings_from_args(parser.parse_args([]))

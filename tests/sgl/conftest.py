@@ -1,0 +1,34 @@
+"""tests/sgl: real SGLang 0.5.17 on the CPU engine (torch_native attention).
+
+SGLang must be installed (the README's test command runs scripts/install_sglang_cpu.sh): a missing
+sglang FAILS these tests, unless ORTHRUS_SGLANG_TESTS_OPTIONAL=1 says this machine has none.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sgl_engine import OPTIONAL_ENV, launch_engine, sglang
+
+
+def pytest_collection_modifyitems(config, items):
+    if sglang is None and os.environ.get(OPTIONAL_ENV, "") not in ("", "0"):
+        skip = pytest.mark.skip(reason=f"sglang not importable and {OPTIONAL_ENV} is set")
+        for item in items:
+            if "tests/sgl/" in str(item.fspath).replace(os.sep, "/"):
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def engine_factory():
+    """Engines started through this are shut down at the end of the module."""
+    engines = []
+
+    def start(model_path, **overrides):
+        engines.append(launch_engine(model_path, **overrides))
+        return engines[-1]
+
+    yield start
+    for engine in engines:
+        engine.shutdown()

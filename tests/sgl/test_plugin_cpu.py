@@ -1,0 +1,139 @@
+"""The plugin's contract with SGLang 0.5.17: registration, refused flags, lossless sampling, pinned tau."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from orthrus_sglang.ref.loader import load_model
+from orthrus_sglang.testing import chi_square_pvalue, exact_ar_distribution, write_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("plugin"), diff_from_ar=True, block_size=4)
+
+
+def test_registration_in_a_fresh_process_through_the_entry_point():
+    code = """
+import os, sys
+os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+from sglang.srt.plugins import load_plugins
+load_plugins()  # what launch_server, Engine and every scheduler process do
+from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
+from sglang.srt.models.registry import ModelRegistry
+from sglang.srt.speculative.spec_registry import _REGISTRY
+from transformers import AutoConfig, CONFIG_MAPPING
+algo = SpeculativeAlgorithm.from_string("orthrus")
+print(type(algo).__name__, algo.name, algo.supports_overlap, algo.need_topk(), algo.has_draft_kv(),
+      algo.carries_draft_hidden_states(), algo.is_dflash_family(), "OrthrusLM" in ModelRegistry.get_supported_archs(),
+      "orthrus" in CONFIG_MAPPING, "prometheus_client" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["OrthrusSpecAlgo", "ORTHRUS", "True", "False", "False", "False", "False", "True",
+                                  "True", "False"]
+
+
+def test_every_speculative_predicate_exists():
+    """SGLang dispatches on is_*/supports_* without isinstance checks: all must exist on our class."""
+    from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
+
+    from orthrus_sglang.sgl.spec import OrthrusSpecAlgo
+
+    wanted = {n for n in vars(SpeculativeAlgorithm) if n.startswith(("is_", "supports_"))}
+    wanted |= {"create_future_map", "need_topk", "carries_draft_hidden_states", "has_draft_kv"}
+    assert not wanted - set(dir(OrthrusSpecAlgo))
+
+
+def server_args(checkpoint, **extra):
+    from sglang.srt.plugins import load_plugins
+    from sglang.srt.server_args import ServerArgs
+
+    load_plugins()
+    args = dict(model_path=str(checkpoint), device="cpu", attention_backend="torch_native",
+                speculative_algorithm="ORTHRUS", skip_tokenizer_init=True)
+    return ServerArgs(**{**args, **extra})
+
+
+def test_server_args_defaults(checkpoint):
+    args = server_args(checkpoint)
+    assert args.speculative_num_draft_tokens == 4  # the checkpoint's block_size
+    assert (args.speculative_num_steps, args.speculative_eagle_topk) == (1, 1)
+    assert args.max_running_requests == 32 and args.enable_mixed_chunk is False
+    assert args.disable_overlap_schedule is True  # CPU: SGLang has no overlap spec path there
+
+
+@pytest.mark.parametrize("extra, message", [
+    (dict(speculative_draft_model_path="SELF"), "there is no draft model to load"),
+    (dict(enable_lora=True), "--enable-lora is not supported"),
+    (dict(kv_canary="log"), "--kv-canary"),
+    (dict(attention_backend="flashinfer"), r"attention backend \['flashinfer'\] is not supported"),
+    (dict(speculative_use_rejection_sampling=True), "not implemented yet"),
+    (dict(pp_size=2), "--pp-size > 1 is not supported"),
+    (dict(enable_two_batch_overlap=True), "--enable-two-batch-overlap"),
+    (dict(speculative_num_draft_tokens=1), "must be >= 2"),
+    (dict(disaggregation_mode="prefill"), "--disaggregation-mode"),
+    (dict(speculative_adaptive=True), "--speculative-adaptive"),
+])
+def test_unsupported_flags_are_refused_at_startup(checkpoint, extra, message):
+    if extra.get("speculative_draft_model_path") == "SELF":
+        extra = dict(speculative_draft_model_path=str(checkpoint))
+    with pytest.raises(ValueError, match=f"ORTHRUS cannot run with these settings: .*{message}"):
+        server_args(checkpoint, **extra)
+
+
+# ---- sampling through the real SGLang worker ---------------------------------------------------
+V, PROMPT, N = 16, [3, 1, 4], 1500
+
+
+@pytest.fixture(scope="module")
+def tiny_vocab(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("plugin-v16"), with_tokenizer=False, vocab_size=V,
+                                 mask_token_id=V - 1, eos_token_id=V - 2, block_size=4, seed=5, diff_from_ar=True)
+
+
+@pytest.fixture(scope="module")
+def sampling_engine(tiny_vocab, engine_factory):
+    return engine_factory(tiny_vocab, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True,
+                          max_running_requests=32)
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=1.0, top_k=-1, top_p=1.0),
+                                     dict(temperature=0.7, top_k=6, top_p=0.9)], ids=["t1", "t0.7-k6-p0.9"])
+def test_sglang_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab, sampling_engine, setting):
+    outs = sampling_engine.generate(input_ids=[PROMPT] * N, sampling_params={**setting, "max_new_tokens": 3,
+                                                                     "ignore_eos": True})
+    samples = torch.tensor([o["output_ids"] for o in outs])
+    joint = exact_ar_distribution(load_model(tiny_vocab), PROMPT, temperature=setting["temperature"],
+                                  top_k=max(setting["top_k"], 0), top_p=setting["top_p"])
+    verify_steps = sum(o["meta_info"]["spec_verify_ct"] for o in outs)
+    accepted = sum(o["meta_info"]["spec_num_correct_drafts"] for o in outs)
+    print(f"\n[sglang sampling {setting}] {verify_steps} verify steps, {accepted} accepted drafts; p-values: "
+          f"(t1,t2) {chi_square_pvalue(samples[:, :2], joint.sum(2)):.3g}, (t2,t3) {chi_square_pvalue(samples[:, 1:], joint.sum(0)):.3g}")
+    assert accepted > 0 and verify_steps > accepted  # both accepted drafts and rejections happened
+    assert chi_square_pvalue(samples[:, :2], joint.sum(2)) > 1e-3
+    assert chi_square_pvalue(samples[:, 1:], joint.sum(0)) > 1e-3
+    assert chi_square_pvalue(samples[:, 2:], joint.sum((0, 1))) > 1e-3
+
+
+def test_pinned_acceptance_switch_as_dflash_reads_it(checkpoint, engine_factory):
+    """SGLANG_SIMULATE_ACC_LEN (SGLang's own benchmark switch) pins tau; it is read at import in the workers."""
+    os.environ.update(SGLANG_SIMULATE_ACC_LEN="3", SGLANG_SIMULATE_ACC_METHOD="match-expected",
+                      SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
+    try:
+        engine = engine_factory(checkpoint, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True)
+    finally:
+        for key in ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE"):
+            os.environ.pop(key)
+    outs = engine.generate(input_ids=[[40, 41, 42]] * 4, sampling_params={"temperature": 0, "max_new_tokens": 61,
+                                                                          "ignore_eos": True})
+    for out in outs:
+        meta = out["meta_info"]
+        # every step commits exactly 3 tokens (accept length pinned at its integer mean): 1 + 20 * 3 = 61
+        assert meta["spec_verify_ct"] == 20 and meta["spec_accept_histogram"] == [0, 0, 20]
+        assert out["output_ids"][1:] == [100] * 60  # 'fixed' token mode, as DFLASH does
