@@ -31,6 +31,30 @@ def write_byte_tokenizer(path: str | Path):
     return fast
 
 
+def write_tiny_plain_qwen3(path: str | Path, *, seed: int = 0):
+    """A tiny random *plain* Qwen3 (transformers' own class, model_type "qwen3") with the byte tokenizer.
+
+    What SGLang serves without the plugin; also the input of ``orthrus convert``. Returns (tokenizer, model).
+    """
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    tok = write_byte_tokenizer(path)
+    config = Qwen3Config(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=False, torch_dtype="float32")
+    model = Qwen3ForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # logits far from uniform: greedy has clear margins, fp32 rounding cannot flip a token
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen) * 1.2 / param.shape[-1] ** 0.5)
+    model.save_pretrained(str(path))
+    return tok, model
+
+
 def tiny_config(*, backbone: str = "qwen3", vocab_size: int = 260, block_size: int = 4, **overrides) -> OrthrusConfig:
     values = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,

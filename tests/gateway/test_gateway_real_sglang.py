@@ -13,8 +13,9 @@ import sys
 
 import httpx
 import pytest
-import torch
 from gateway_helpers import REPO, LiveServer, free_port, settings, sse_events, wait_http
+
+from orthrus_sglang.testing import write_tiny_plain_qwen3
 
 sglang = pytest.importorskip("sglang", reason="real SGLang is not installed")
 
@@ -22,22 +23,7 @@ PROMPT = [72, 101, 108, 108, 111]
 
 
 def write_tiny_qwen3(path):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from orthrus_sglang.testing import write_byte_tokenizer
-
-    tok = write_byte_tokenizer(path)
-    config = Qwen3Config(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
-                         tie_word_embeddings=False, torch_dtype="float32")
-    model = Qwen3ForCausalLM(config).eval()
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # logits far from uniform: greedy has clear margins
-        for name, p in model.named_parameters():
-            scale = 0.1 if "norm" in name else 1.2 / p.shape[-1] ** 0.5
-            p.copy_((1.0 if "norm" in name else 0.0) + scale * torch.randn(p.shape, generator=gen))
-    model.save_pretrained(path)
+    write_tiny_plain_qwen3(path)
     return path
 
 

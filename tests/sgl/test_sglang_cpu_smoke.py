@@ -15,40 +15,18 @@ import time
 import pytest
 import torch
 
-from sgl_engine import launch_engine  # noqa: E402
+from sgl_engine import launch_engine
+
+from orthrus_sglang.testing import write_tiny_plain_qwen3
 
 PROMPTS = ["Hello, world!", "The quick brown fox", "1 2 3"]
 MAX_NEW_TOKENS = 16
 
 
-def _write_tiny_qwen3(path):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    from orthrus_sglang.testing import write_byte_tokenizer
-
-    tok = write_byte_tokenizer(path)
-    config = Qwen3Config(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
-                         tie_word_embeddings=False, torch_dtype="float32")
-    model = Qwen3ForCausalLM(config).eval()
-    # Weights large enough that the logits are far from uniform: greedy argmax then has clear margins,
-    # so fp32 rounding differences between HF and SGLang kernels cannot flip a token.
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * 1.2 / param.shape[-1] ** 0.5)
-    model.save_pretrained(path)
-    return tok, model
-
-
 @pytest.fixture(scope="module")
 def tiny_qwen3_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("sgl-tiny-qwen3")
-    tok, model = _write_tiny_qwen3(path)
+    tok, model = write_tiny_plain_qwen3(path)
     return path, tok, model
 
 
