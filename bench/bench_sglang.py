@@ -55,7 +55,7 @@ def measure(args, model_path: Path, orthrus: bool) -> dict:
     engine = sglang.Engine(model_path=str(model_path), attention_backend=args.attention_backend,
                            sampling_backend="pytorch", skip_tokenizer_init=True, mem_fraction_static=0.8,
                            cuda_graph_max_bs_decode=max(args.concurrency, 1), max_running_requests=args.concurrency,
-                           log_level="error", custom_sigquit_handler=_raise, **extra)
+                           log_level=args.log_level, custom_sigquit_handler=_raise, **extra)
     try:
         gen = torch.Generator().manual_seed(0)
         prompts = [torch.randint(100, 100000, (args.prompt_len,), generator=gen).tolist()
@@ -88,6 +88,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--single-runs", type=int, default=2, help="requests timed one after another at concurrency 1")
     ap.add_argument("--attention-backend", default="triton")
+    ap.add_argument("--log-level", default="error", help="SGLang's; 'info' shows per-batch 'cuda graph: True/False'")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.model) if args.model else write_shape(args.shape, args.block_size, Path(tmp))
