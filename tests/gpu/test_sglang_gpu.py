@@ -12,7 +12,9 @@ Run on the GPU host with scripts/gpu_tests.sh (SGLang from the carried wheelhous
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,4 +152,7 @@ def test_a_deterministic_orthrus_equals_ar(model, dtype, tiny, tmp_path_factory)
         finally:
             engine.shutdown()
     same = report(f"(a) {model} {dtype} deterministic, ORTHRUS vs AR", outputs["ar"], outputs["orthrus"])
+    dump_dir = os.environ.get("ORTHRUS_GPU_REPORT_DIR")
+    if dump_dir:  # the raw sequences, to examine the differing ones off the GPU host
+        Path(dump_dir, f"a_{model}_{dtype}.json").write_text(json.dumps({"prompts": prompts, **outputs}))
     assert same >= 0.99 * 64
