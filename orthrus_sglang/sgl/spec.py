@@ -8,10 +8,11 @@ from sglang.srt.speculative.spec_info import CustomSpecAlgo
 
 logger = logging.getLogger(__name__)
 
-# Backends whose TARGET_VERIFY path honours ENCODER_ONLY (causal=False) with a write-then-read
-# of the block K/V. torch_native is SGLang's CPU path; flashinfer needs a capture-time spec_info
-# this plugin does not provide yet (DESIGN.md §3.5), so it is refused rather than left to assert.
-SUPPORTED_ATTENTION_BACKENDS = ("triton", "fa3", "fa4", "torch_native")
+# Backends validated with ORTHRUS: triton on the GPU host (CUDA graphs, overlap, deterministic mode)
+# and torch_native, SGLang's CPU path. fa3/fa4 should honour ENCODER_ONLY the same way (DESIGN.md
+# §3.2) but have not run here (the GPU host's sgl-kernel has no FA3), and flashinfer's capture path
+# is untested: all are refused until a test says otherwise.
+SUPPORTED_ATTENTION_BACKENDS = ("triton", "torch_native")
 
 
 class OrthrusSpecAlgo(CustomSpecAlgo):
@@ -83,8 +84,8 @@ def validate_orthrus_server_args(server_args) -> None:
         problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
     unsupported = _attention_backends(server_args) - set(SUPPORTED_ATTENTION_BACKENDS)
     if unsupported:
-        problems.append(f"attention backend {sorted(unsupported)} is not supported by ORTHRUS; "
-                        f"use --attention-backend one of {list(SUPPORTED_ATTENTION_BACKENDS)}")
+        problems.append(f"attention backend {sorted(unsupported)} is not validated with ORTHRUS yet; "
+                        f"pass --attention-backend one of {list(SUPPORTED_ATTENTION_BACKENDS)}")
     if server_args.speculative_use_rejection_sampling:
         problems.append("--speculative-use-rejection-sampling (q-sampled drafts) is not implemented yet; "
                         "sampling requests are verified losslessly against greedy drafts without it")

@@ -44,6 +44,12 @@ def _orthrus(state, results: list[SeqResult]) -> dict | None:
     return stats.to_json(state.settings.step_cost) if stats else None
 
 
+def _choice_extra(state, body, r: SeqResult) -> dict:
+    """Per-choice additions: the choice's own Orthrus stats, and its token ids when asked for."""
+    extra = {"orthrus": r.stats.to_json(state.settings.step_cost)} if r.stats else {}
+    return {**extra, "token_ids": r.token_ids} if body.return_token_ids else extra
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request):
     arrived_at = time.monotonic()
@@ -58,8 +64,7 @@ async def chat_completions(request: Request):
     rid, created, model = new_id("chatcmpl"), now_s(), state.settings.model_id
 
     def choice_extra(r: SeqResult) -> dict:
-        extra = {"orthrus": r.stats.to_json(state.settings.step_cost)} if r.stats else {}
-        return {**extra, "token_ids": r.token_ids} if body.return_token_ids else extra
+        return _choice_extra(state, body, r)
 
     def render_json(results: list[SeqResult]) -> dict:
         choices = [{"index": r.index, "message": {"role": "assistant", "content": r.text},
@@ -104,8 +109,7 @@ async def completions(request: Request):
     rid, created, model = new_id("cmpl"), now_s(), state.settings.model_id
 
     def choice_extra(r: SeqResult) -> dict:
-        extra = {"orthrus": r.stats.to_json(state.settings.step_cost)} if r.stats else {}
-        return {**extra, "token_ids": r.token_ids} if body.return_token_ids else extra
+        return _choice_extra(state, body, r)
 
     def render_json(results: list[SeqResult]) -> dict:
         choices = [{"index": r.index, "text": r.text, "finish_reason": r.finish_reason, "logprobs": None,
