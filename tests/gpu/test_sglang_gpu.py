@@ -102,6 +102,11 @@ def test_b_reference_engine_equals_sglang(half_results):
     tokens, hists = half_results["graphs_radix"]
     ref_tokens, ref_hists = half_results["reference"]
     same = report("(b) fp16 reference engine vs SGLang ORTHRUS", tokens, ref_tokens)
+    dump_dir = os.environ.get("ORTHRUS_GPU_REPORT_DIR")
+    if dump_dir:  # same layout as test (a)'s dump: scripts/divergence_gaps.py reads both
+        prompts = prompts_for(32, 260, shared_prefix=24)
+        Path(dump_dir, "b_tiny_float16.json").write_text(json.dumps({"prompts": prompts, "ar": ref_tokens,
+                                                                     "orthrus": tokens}))
     same_drafts = sum(_same_hist(h, r) for h, r in zip(hists, ref_hists))
     print(f"[gpu] (b) {same_drafts}/32 same accept histograms")
     assert same == 32
