@@ -3,7 +3,8 @@
     ORTHRUS_GPU_REPORT_DIR=out bash scripts/gpu_tests.sh -k test_a_   # on the GPU host: dumps the sequences
     python scripts/divergence_gaps.py out/a_tiny_bfloat16.json        # anywhere: fp32 logits on CPU
 
-For each differing pair it recomputes, in fp32 with the reference engine, the logits at the first
+Test (b)'s dump (b_tiny_float16.json) holds the reference engine's tokens under "ar" and SGLang's
+under "orthrus". For each differing pair it recomputes, in fp32 with the reference engine, the logits at the first
 differing position (after the common prefix) and prints the gap between the two chosen tokens
 next to the typical top-2 gap: rounding flips show up as gaps far below the typical one, with fp32
 siding with either path about equally often. Uses the same tiny checkpoint as tests/gpu.
