@@ -215,6 +215,9 @@ class OrthrusWorker(BaseSpecWorker):
             batch.seq_lens_cpu = seq_lens_cpu + B
             batch.seq_lens_sum = int(batch.seq_lens_cpu.sum())
         forward_batch, can_run_graph = verify_input.prepare_for_verify(batch, self.target_worker)
+        # prepare_for_verify already planned the attention (graph load_batch or eager init): without
+        # this mark the forward plans it a second time every step.
+        forward_batch.mark_forward_metadata_ready()
         batch.seq_lens_cpu, batch.seq_lens_sum = seq_lens_cpu, seq_lens_sum
         if not can_run_graph and type(self.model_runner.attn_backend).__name__ == "TorchNativeAttnBackend":
             # SGLang's CPU backend runs every extend-family mode as "prefix + new tokens" and reads
