@@ -149,7 +149,7 @@ class OrthrusWorker(BaseSpecWorker):
         block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
 
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
-        forward_batch, logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
+        logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
         drafts = self.model.orthrus_draft_ids[: bs * (B - 1)].view(bs, B - 1)
         candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
 
@@ -226,7 +226,7 @@ class OrthrusWorker(BaseSpecWorker):
             forward_batch.extend_seq_lens = torch.full_like(forward_batch.seq_lens, B)
             forward_batch.seq_lens = forward_batch.seq_lens + B
         result = self.target_worker.forward_batch_generation(batch=None, forward_batch=forward_batch, is_verify=True)
-        return forward_batch, result.logits_output, result.can_run_cuda_graph
+        return result.logits_output, result.can_run_cuda_graph
 
     def accept(self, batch, drafts: torch.Tensor, logits: torch.Tensor):
         """(num_accepted [bs], bonus [bs], AR argmax [bs, B]). Greedy: longest matching prefix.
