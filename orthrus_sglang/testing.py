@@ -154,3 +154,39 @@ def chi_square_pvalue(samples, probs) -> float:
         obs = torch.cat([obs, observed[small].sum().view(1)])
         exp = torch.cat([exp, expected[small].sum().view(1)])
     return float(chisquare(obs.numpy(), (exp * obs.sum() / exp.sum()).numpy()).pvalue)
+
+
+def near_tie_report(model, prompts: list[list[int]], a: list[list[int]], b: list[list[int]]) -> dict:
+    """Where two greedy decodings of the same prompts first differ, was it a near-tie?
+
+    Recomputes, with ``model`` (the reference engine's model, in its own dtype) along decoding
+    ``a``, the logit gap between the two tokens chosen at each first difference, and the top-2
+    gap at every step of every sequence. Rounding flips (bf16/fp16 kernels ordering sums
+    differently) land on the smallest of those gaps; a real bug lands anywhere.
+    Returns {"differing", "gaps", "percentile_of_gaps", "top2_gaps", "fp32_sides"}.
+    """
+    from .ref.model import ForwardBatch
+
+    gaps, top2_gaps, sides = [], [], {"a": 0, "b": 0, "neither": 0}
+    with torch.no_grad():
+        for prompt, x, y in zip(prompts, a, b):
+            seq = list(prompt) + list(x[:-1])
+            zero = torch.tensor([0], device=model.device)
+            batch = ForwardBatch(zero, zero, len(seq))
+            ids = torch.tensor([seq], device=model.device)
+            logits = model(ids, model.new_cache(1, len(seq)), batch, "ar")[0, len(prompt) - 1:].float()
+            top2 = logits.topk(2, dim=-1).values
+            top2_gaps += (top2[:, 0] - top2[:, 1]).tolist()
+            if list(x) == list(y):
+                continue
+            i = next((i for i, (p, q) in enumerate(zip(x, y)) if p != q), None)
+            if i is None:  # one is a prefix of the other: a length difference, not a token flip
+                gaps.append(float("inf"))
+                continue
+            gaps.append(abs(logits[i, x[i]] - logits[i, y[i]]).item())
+            best = int(logits[i].argmax())
+            sides["a" if best == x[i] else "b" if best == y[i] else "neither"] += 1
+    ranked = torch.tensor(top2_gaps)
+    percentiles = [float((ranked < g).float().mean()) * 100 for g in gaps]
+    return {"differing": len(gaps), "gaps": gaps, "percentile_of_gaps": percentiles, "top2_gaps": top2_gaps,
+            "fp32_sides": sides}

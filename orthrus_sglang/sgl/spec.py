@@ -8,11 +8,11 @@ from sglang.srt.speculative.spec_info import CustomSpecAlgo
 
 logger = logging.getLogger(__name__)
 
-# Backends validated with ORTHRUS: triton on the GPU host (CUDA graphs, overlap, deterministic mode)
+# Backends validated with ORTHRUS: triton and flashinfer on the GPU host (CUDA graphs, overlap;
+# tests/gpu (e) checks flashinfer's non-causal diffusion pass draft for draft against the reference)
 # and torch_native, SGLang's CPU path. fa3/fa4 should honour ENCODER_ONLY the same way (DESIGN.md
-# §3.2) but have not run here (the GPU host's sgl-kernel has no FA3), and flashinfer's capture path
-# is untested: all are refused until a test says otherwise.
-SUPPORTED_ATTENTION_BACKENDS = ("triton", "torch_native")
+# §3.2) but have not run here (the GPU host's sgl-kernel has no FA3): refused until a test says otherwise.
+SUPPORTED_ATTENTION_BACKENDS = ("triton", "flashinfer", "torch_native")
 
 
 class OrthrusSpecAlgo(CustomSpecAlgo):

@@ -25,6 +25,7 @@ from sglang.srt.layers.logits_processor import LogitsProcessor
 from sglang.srt.layers.quantization.base_config import QuantizationConfig
 from sglang.srt.layers.radix_attention import AttentionType, RadixAttention
 from sglang.srt.layers.rotary_embedding import get_rope
+from sglang.srt.layers.utils import MultiPlatformOp
 from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch, PPProxyTensors
 from sglang.srt.model_loader.weight_utils import default_weight_loader
@@ -134,6 +135,15 @@ class OrthrusModel(nn.Module):
         return hidden_states
 
 
+def _use_native_ops(model: nn.Module) -> None:
+    """fp32 on CUDA: SGLang's fused kernels (RMSNorm, rope, SiLU-and-mul) take bf16/fp16 only, so
+    every such op runs its PyTorch forward instead. Slow, but it makes fp32 serving, and the exact
+    fp32 GPU comparisons in tests/gpu, possible."""
+    for module in model.modules():
+        if isinstance(module, MultiPlatformOp):
+            module._forward_method = module.forward_native
+
+
 def is_orthrus_verify(forward_batch: ForwardBatch) -> bool:
     return (forward_batch.forward_mode.is_target_verify()
             and getattr(forward_batch.spec_algorithm, "name", None) == ALGORITHM_NAME)
@@ -152,6 +162,8 @@ class OrthrusLM(nn.Module):
             self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, quant_config=quant_config,
                                           prefix=add_prefix("lm_head", prefix))
         self.logits_processor = LogitsProcessor(config)
+        if torch.get_default_dtype() == torch.float32 and torch.cuda.is_available():
+            _use_native_ops(self)
         # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
         # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
         self.orthrus_draft_ids: Optional[torch.Tensor] = None

@@ -1,0 +1,1 @@
+"""Benchmarks: AR vs Orthrus side by side (``python -m bench.throughput``)."""

@@ -1,0 +1,137 @@
+"""Where one decode step's time goes, from a torch-profiler trace of SGLang's scheduler (GPU host).
+
+    python -m bench.profile_step --mode orthrus --pin-tau 9.6 --concurrency 1
+    python -m bench.profile_step --mode ar --concurrency 32 --out /tmp/prof
+
+Starts an sgl.Engine (Qwen3-8B shape, dummy weights unless --model), warms up, asks SGLang's own
+profiler for --steps decode steps (ProfileReq with profile_by_stage), runs a request batch through
+them and summarises the trace: wall time per step, GPU busy time per step (union of kernel
+intervals), the idle rest, the top kernels and the top CUDA runtime calls (a synchronising call
+there means the CPU waited on the GPU). Modes: ar (OrthrusLM without speculation), ar-qwen3
+(SGLang's own Qwen3ForCausalLM, same shape), orthrus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from bench.shapes import write_plain_qwen3_shape, write_shape
+
+
+def _raise(signum, frame):
+    raise RuntimeError("an SGLang child process failed")
+
+
+def _union_ms(intervals: list[tuple[float, float]]) -> float:
+    total, end = 0.0, float("-inf")
+    for s, e in sorted(intervals):
+        if e > end:
+            total += e - max(s, end)
+            end = e
+    return total / 1e3
+
+
+def summarize_trace(path: Path, steps: int, top: int = 18) -> str:
+    events = json.load(gzip.open(path) if path.suffix == ".gz" else open(path))["traceEvents"]
+    kernels = [e for e in events if e.get("cat") == "kernel" and "dur" in e]
+    runtime = [e for e in events if e.get("cat") == "cuda_runtime" and "dur" in e]
+    if not kernels:
+        return f"{path}: no kernel events"
+    start, end = min(e["ts"] for e in kernels), max(e["ts"] + e["dur"] for e in kernels)
+    wall = (end - start) / 1e3
+    busy = _union_ms([(e["ts"], e["ts"] + e["dur"]) for e in kernels])
+    by_kernel: dict[str, list[float]] = defaultdict(list)
+    for e in kernels:
+        by_kernel[e["name"]].append(e["dur"] / 1e3)
+    by_call: dict[str, list[float]] = defaultdict(list)
+    for e in runtime:
+        by_call[e["name"]].append(e["dur"] / 1e3)
+    lines = [f"trace {path.name}: {steps} decode steps; first to last kernel {wall:.1f} ms = {wall / steps:.2f} ms/step; "
+             f"GPU busy {busy / steps:.2f} ms/step ({100 * busy / wall:.0f}%), idle {(wall - busy) / steps:.2f} ms/step; "
+             f"{len(kernels) / steps:.0f} kernels/step",
+             "| kernel | ms/step | calls/step |", "|---|---|---|"]
+    for name, durs in sorted(by_kernel.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        lines.append(f"| {name[:110]} | {sum(durs) / steps:.3f} | {len(durs) / steps:.1f} |")
+    lines += ["| CUDA runtime call | ms/step | calls/step |", "|---|---|---|"]
+    for name, durs in sorted(by_call.items(), key=lambda kv: -sum(kv[1]))[:10]:
+        lines.append(f"| {name} | {sum(durs) / steps:.3f} | {len(durs) / steps:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["ar", "ar-qwen3", "orthrus"], default="orthrus")
+    ap.add_argument("--model", default=None, help="a checkpoint (default: --shape with dummy weights)")
+    ap.add_argument("--shape", default="qwen3-8b")
+    ap.add_argument("--block-size", type=int, default=32)
+    ap.add_argument("--pin-tau", type=float, default=None)
+    ap.add_argument("--concurrency", type=int, default=1)
+    ap.add_argument("--prompt-len", type=int, default=512)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--attention-backend", default="triton")
+    ap.add_argument("--out", default=None, help="directory for the trace and summary (default: a temp dir)")
+    args = ap.parse_args(argv)
+
+    import sglang
+    import torch
+
+    out = Path(args.out or tempfile.mkdtemp(prefix="orthrus-prof-"))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            path = Path(args.model)
+        elif args.mode == "ar-qwen3":
+            path = write_plain_qwen3_shape(args.shape, Path(tmp))
+        else:
+            path = write_shape(args.shape, args.block_size, Path(tmp))
+        extra = {} if args.model else dict(load_format="dummy")
+        if args.mode == "orthrus":
+            extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size)
+            if args.pin_tau:
+                os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(args.pin_tau), SGLANG_SIMULATE_ACC_METHOD="match-expected",
+                                  SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
+        engine = sglang.Engine(model_path=str(path), attention_backend=args.attention_backend, sampling_backend="pytorch",
+                               skip_tokenizer_init=True, mem_fraction_static=0.8,
+                               cuda_graph_max_bs_decode=max(args.concurrency, 1),
+                               max_running_requests=max(args.concurrency, 1), log_level="error",
+                               custom_sigquit_handler=_raise, **extra)
+        try:
+            gen = torch.Generator().manual_seed(0)
+            prompts = [torch.randint(100, 100000, (args.prompt_len,), generator=gen).tolist()
+                       for _ in range(args.concurrency)]
+            params = {"temperature": 0.0, "ignore_eos": True}
+            engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": 64})  # warm-up
+            engine.start_profile(output_dir=str(out), num_steps=args.steps, profile_by_stage=True,
+                                 profile_stages=["decode"], activities=["CPU", "GPU"], with_stack=False,
+                                 record_shapes=False, profile_id=f"{args.mode}-c{args.concurrency}")
+            # enough tokens that every profiled step is a full-batch decode step
+            new_tokens = (args.steps + 8) * (args.block_size if args.mode == "orthrus" else 1)
+            start = time.perf_counter()
+            outs = engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": new_tokens})
+            elapsed = time.perf_counter() - start
+        finally:
+            engine.shutdown()
+    traces = sorted(out.glob("*.trace.json*"), key=lambda p: p.stat().st_mtime)
+    meta = [o["meta_info"] for o in outs]
+    verify = sum(m.get("spec_verify_ct", 0) for m in meta)
+    tau = sum(m["completion_tokens"] for m in meta) / verify if verify else 1.0
+    header = (f"# {torch.cuda.get_device_name()}; mode {args.mode}; {args.shape if not args.model else args.model}; "
+              f"B={args.block_size if args.mode == 'orthrus' else '-'}; concurrency {args.concurrency}; prompt "
+              f"{args.prompt_len}; tau {tau:.2f}; profiled run (profiler overhead included): "
+              f"{sum(m['completion_tokens'] for m in meta) / elapsed:.0f} tok/s")
+    body = "\n\n".join(summarize_trace(t, args.steps) for t in traces if "DECODE" in t.name.upper()) or \
+        f"no decode trace found in {out}: {[t.name for t in traces]}"
+    text = header + "\n" + body
+    (out / f"summary-{args.mode}-c{args.concurrency}.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""What one benchmark run records: modes, per-request timings, and their aggregate rows.
+
+Every backend (bench/backends/) returns ``RequestTiming`` lists; ``summarize`` turns one
+(mode, concurrency, prompt set) cell into a ``RunResult`` row. The JSON written by
+bench/throughput.py is ``asdict`` of these, so every raw figure is kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One server configuration: plain AR, ORTHRUS at a block size, or the DFLASH peer."""
+
+    name: str  # "AR" | "ORTHRUS" | "DFLASH"
+    block_size: int | None = None
+    pinned_tau: float | None = None  # SGLANG_SIMULATE_ACC_LEN: acceptance pinned, NOT lossless
+
+    @property
+    def label(self) -> str:
+        parts = [self.name]
+        if self.block_size:
+            parts.append(f"B={self.block_size}")
+        if self.pinned_tau:
+            parts.append(f"tau pinned {self.pinned_tau:g}")
+        return " ".join(parts)
+
+
+@dataclass
+class RequestTiming:
+    prompt_len: int
+    output_ids: list[int]
+    ttft_s: float  # submit -> first output token
+    e2e_s: float  # submit -> last output token
+    verify_steps: int = 0  # speculative decode steps (0 for AR)
+    accept_histogram: list[int] = field(default_factory=list)  # [n] = steps that accepted n drafts
+    accepted_per_position: list[int] = field(default_factory=list)  # [i] = steps whose draft i+1 was accepted
+
+
+class Session(Protocol):
+    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
+        """Greedy, ignore EOS, exactly out_len tokens each; at most `concurrency` requests in flight."""
+
+    def memory(self) -> dict:
+        """{"kv_pool_tokens": int | None, "max_running_requests": int | None, ...}"""
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def describe(self) -> dict:
+        """Printed next to every table (bench/report.py reads these keys; missing ones are left out):
+
+        {"backend", "engine", "hardware", "device", "threads", "versions": {"torch", ...},
+         "model": {"name", "backbone", "hidden_size", "num_layers", "num_heads", "num_kv_heads",
+                   "head_dim", "vocab_size"}, "dtype", "attention_backend"}
+
+        bench/throughput.py draws synthetic prompt ids below model.vocab_size. A backend may also
+        carry a ``tokenizer`` attribute (a transformers tokenizer, or None): --datasets needs it.
+        """
+
+    def open(self, mode: Mode) -> Session: ...
+
+
+@dataclass
+class RunResult:
+    mode: str  # Mode.label
+    algorithm: str  # Mode.name
+    block_size: int | None
+    pinned_tau: float | None
+    lossless: bool  # False when acceptance was pinned
+    dataset: str
+    concurrency: int
+    num_requests: int
+    prompt_len: float  # mean prompt tokens
+    out_len: float  # mean output tokens
+    wall_s: float
+    total_tok_s: float  # all output tokens / wall
+    per_request_tok_s: float  # mean over requests of output tokens / e2e
+    ttft_ms: float  # mean
+    ttft_p50_ms: float
+    tpot_ms: float  # mean over requests of (e2e - ttft) / (n - 1)
+    tau: float  # tokens per verify step, bonus included (1.0 for AR)
+    verify_steps: int
+    accept_histogram: list[int]
+    accepted_per_position: list[int]
+    speedup_vs_ar: float | None = None  # total_tok_s / AR's in the same run, same cell
+    outputs_equal_ar: bool | None = None  # None: not comparable (pinned acceptance, or no AR cell)
+    sweep: str = "concurrency"  # "concurrency" | "context" | "dataset": which table the row belongs to
+
+
+def _sum_lists(lists: list[list[int]]) -> list[int]:
+    width = max((len(x) for x in lists), default=0)
+    return [sum(x[i] for x in lists if i < len(x)) for i in range(width)]
+
+
+def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestTiming], wall_s: float,
+              sweep: str = "concurrency") -> RunResult:
+    if not timings:
+        raise ValueError("no requests were timed")
+    outs = [len(t.output_ids) for t in timings]
+    histogram = _sum_lists([t.accept_histogram for t in timings])
+    steps = sum(histogram) or sum(t.verify_steps for t in timings)
+    tau = sum((n + 1) * c for n, c in enumerate(histogram)) / sum(histogram) if sum(histogram) else 1.0
+    tpots = [(t.e2e_s - t.ttft_s) / (n - 1) for t, n in zip(timings, outs) if n > 1]
+    ttfts = [t.ttft_s * 1e3 for t in timings]
+    return RunResult(
+        mode=mode.label, algorithm=mode.name, block_size=mode.block_size, pinned_tau=mode.pinned_tau,
+        lossless=mode.pinned_tau is None, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
+        prompt_len=statistics.fmean(t.prompt_len for t in timings), out_len=statistics.fmean(outs), wall_s=wall_s,
+        total_tok_s=sum(outs) / wall_s,
+        per_request_tok_s=statistics.fmean(n / t.e2e_s for t, n in zip(timings, outs)),
+        ttft_ms=statistics.fmean(ttfts), ttft_p50_ms=statistics.median(ttfts),
+        tpot_ms=statistics.fmean(tpots) * 1e3 if tpots else 0.0,
+        tau=tau, verify_steps=steps, accept_histogram=histogram,
+        accepted_per_position=_sum_lists([t.accepted_per_position for t in timings]), sweep=sweep)

@@ -1,0 +1,181 @@
+"""results.json -> markdown tables (what bench/throughput.py prints and writes as results.md).
+
+    python -m bench.report bench/results/<run>/results.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+MAX_POSITIONS = 16  # acceptance columns shown; results.json keeps them all
+DASH = "–"
+
+
+def _fmt(value, spec: str = "") -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, bool):
+        return str(value)
+    return format(value, spec)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _tau(run: dict) -> str:
+    return f"{run['tau']:.2f}" + ("*" if run["pinned_tau"] is not None else "")
+
+
+def _equal(run: dict) -> str:
+    if run["algorithm"] == "AR":
+        return "ref"
+    return _fmt(run["outputs_equal_ar"])
+
+
+def _speedup(run: dict) -> str:
+    return DASH if run["speedup_vs_ar"] is None else f"{run['speedup_vs_ar']:.2f}x"
+
+
+def _model(m: dict) -> str:
+    """The shape in a few words; takes our describe() keys or a raw HF config's."""
+    def get(key, hf_key):
+        return m.get(key, m.get(hf_key))
+
+    layers, heads = get("num_layers", "num_hidden_layers"), get("num_heads", "num_attention_heads")
+    kv = get("num_kv_heads", "num_key_value_heads")
+    shape = [m.get("backbone"), m.get("hidden_size") and f"hidden {m['hidden_size']}", layers and f"{layers} layers",
+             heads and f"{heads}/{kv} heads", m.get("head_dim") and f"head dim {m['head_dim']}",
+             m.get("vocab_size") and f"vocab {m['vocab_size']}"]
+    shape = ", ".join(s for s in shape if s)
+    weights = f", weights {m['weights']}" if m.get("weights") else ""
+    return f"model {m.get('name', '?')}" + (f" ({shape})" if shape else "") + weights
+
+
+def header(results: dict) -> str:
+    env, args = results.get("env", {}), results.get("args", {})
+    hardware = env.get("hardware", "unknown hardware")
+    if env.get("threads") and str(env.get("device", "cpu")).startswith("cpu"):
+        hardware += f" ({env['threads']} torch threads)"
+    parts = [hardware, ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v), _model(env.get("model", {})),
+             f"dtype {env.get('dtype', '?')}", f"attention {env.get('attention_backend', '?')}", env.get("engine")]
+    when = [results.get("created"), results.get("git_commit") and f"commit {results['git_commit'][:12]}"]
+    lines = [f"# Orthrus throughput ({env.get('backend', args.get('backend', '?'))} backend)", "",
+             "; ".join(p for p in parts if p) + ".", "", ". ".join(["Greedy, EOS ignored"] + [w for w in when if w]) + "."]
+    if results.get("error"):
+        lines += ["", f"**Incomplete run**: {results['error']}"]
+    return "\n".join(lines)
+
+
+def concurrency_table(runs: list[dict], args: dict) -> str:
+    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), str(r["concurrency"]), str(r["num_requests"]),
+             f"{r['total_tok_s']:,.1f}", f"{r['per_request_tok_s']:,.1f}", f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}",
+             _speedup(r), _equal(r)] for r in runs]
+    title = (f"## Throughput vs concurrency\n\nSynthetic prompts, {args.get('prompt_len', '?')} tokens in, "
+             f"{args.get('out_len', '?')} out, closed loop.")
+    return title + "\n\n" + _table(["mode", "B", "tau", "concurrency", "requests", "total tok/s", "per-request tok/s",
+                                    "TTFT ms", "TPOT ms", "speedup vs AR", "outputs equal"], rows)
+
+
+def context_table(runs: list[dict], args: dict) -> str:
+    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), f"{r['prompt_len']:.0f}", str(r["num_requests"]),
+             f"{r['total_tok_s']:,.1f}", f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}", _speedup(r), _equal(r)]
+            for r in runs]
+    title = (f"## Context length\n\nConcurrency 1, synthetic prompts of the given length, "
+             f"{args.get('context_out_len', '?')} tokens out.")
+    return title + "\n\n" + _table(["mode", "B", "tau", "context", "requests", "tok/s", "TTFT ms", "TPOT ms",
+                                    "speedup vs AR", "outputs equal"], rows)
+
+
+def dataset_table(runs: list[dict], args: dict) -> str:
+    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), r["dataset"], str(r["num_requests"]),
+             str(r["concurrency"]), f"{r['prompt_len']:.0f}", f"{r['total_tok_s']:,.1f}", _speedup(r), _equal(r)]
+            for r in runs]
+    title = f"## Datasets\n\nChat-templated questions, {args.get('out_len', '?')} tokens out."
+    return title + "\n\n" + _table(["mode", "B", "tau", "dataset", "requests", "concurrency", "mean prompt",
+                                    "total tok/s", "speedup vs AR", "outputs equal"], rows)
+
+
+def memory_table(memory: dict) -> str:
+    modes = memory.get("modes", {})
+    context = memory.get("context", "?")
+    rows = [[label, _fmt(m.get("kv_pool_tokens"), ","), _fmt(m.get("max_running_requests")),
+             _fmt(m.get("admitted_at_context"))] for label, m in modes.items()]
+    note = ("Admitted at context: requests of that many prompt tokens (plus the output and one verify block) "
+            "that fit at once, derived from the pool size, not measured"
+            + ("; rows are preallocated per request" if any("kv_slot_tokens" in m for m in modes.values()) else "")
+            + ".")
+    return "## Memory\n\n" + _table(["mode", "KV pool tokens", "max running requests",
+                                     f"admitted at context {context} (derived)"], rows) + "\n\n" + note
+
+
+def acceptance(runs: list[dict]) -> dict[tuple[str, str], tuple[int, list[int]]]:
+    """(mode, prompt set) -> (verify steps, accepted count per draft position), summed over its runs."""
+    totals: dict[tuple[str, str], tuple[int, list[int]]] = {}
+    for r in runs:
+        if r["verify_steps"]:
+            steps, counts = totals.get((r["mode"], r["dataset"]), (0, [0] * len(r["accepted_per_position"])))
+            totals[(r["mode"], r["dataset"])] = (steps + r["verify_steps"],
+                                                 [a + b for a, b in zip(counts, r["accepted_per_position"])])
+    return totals
+
+
+def acceptance_table(runs: list[dict]) -> str | None:
+    """Per mode and prompt set: the share of verify steps whose draft i was accepted."""
+    totals = acceptance(runs)
+    if not totals:
+        return None
+    width = min(MAX_POSITIONS, max(len(counts) for _, counts in totals.values()))
+    rows = []
+    for (mode, dataset), (n, counts) in totals.items():
+        rates = [f"{a / n:.2f}" for a in counts[:width]]
+        rows.append([mode, dataset, str(n), f"{1 + sum(counts) / n:.2f}"] + rates + [""] * (width - len(rates)))
+    more = " (further positions in results.json)" if width == MAX_POSITIONS else ""
+    return ("## Acceptance by draft position\n\nShare of verify steps that accepted draft i, over every run of the "
+            f"mode on that prompt set{more}.\n\n"
+            + _table(["mode", "prompts", "verify steps", "tau"] + [str(i + 1) for i in range(width)], rows))
+
+
+def render(results: dict, images: list[str] = ()) -> str:
+    runs, args = results.get("runs", []), results.get("args", {})
+    by_sweep = defaultdict(list)
+    for r in runs:
+        by_sweep[r.get("sweep", "concurrency")].append(r)
+    sections = [header(results)]
+    if by_sweep["concurrency"]:
+        sections.append(concurrency_table(by_sweep["concurrency"], args))
+    if by_sweep["context"]:
+        sections.append(context_table(by_sweep["context"], args))
+    if by_sweep["dataset"]:
+        sections.append(dataset_table(by_sweep["dataset"], args))
+    if results.get("memory", {}).get("modes"):
+        sections.append(memory_table(results["memory"]))
+    acceptance = acceptance_table(runs)
+    if acceptance:
+        sections.append(acceptance)
+    notes = [("tau: tokens per verify step, bonus included (1 for AR). Speedup vs AR: total tok/s over AR's in "
+              "the same cell. Outputs equal: every request's tokens are AR's (lossless modes only).")]
+    if any(r["pinned_tau"] is not None for r in runs):
+        notes.append("\\* tau pinned (SGLANG_SIMULATE_ACC_LEN): acceptance is simulated, so these rows are NOT "
+                     "lossless and their outputs are not compared; they measure speed at that tau only.")
+    sections.append("\n\n".join(notes))
+    sections += [f"![{name}]({name})" for name in images]
+    return "\n\n".join(sections) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m bench.report RESULTS.json", file=sys.stderr)
+        return 2
+    with open(argv[0], encoding="utf-8") as f:
+        print(render(json.load(f)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Model shapes for random-weight (``--load-format dummy``) SGLang runs: a config.json, no weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SHAPES = {
+    "qwen3-8b": dict(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                     tie_word_embeddings=False),
+}
+MASK_TOKEN_ID = 151669  # Qwen3's first unused id; what the released Orthrus checkpoints use
+
+
+def write_shape(shape: str, block_size: int, root: Path, *, max_position_embeddings: int | None = None) -> Path:
+    """An Orthrus config.json of a named shape (OrthrusLM: serves AR and ORTHRUS alike)."""
+    if shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; known: {sorted(SHAPES)}")
+    fields = dict(SHAPES[shape])
+    if max_position_embeddings:
+        fields["max_position_embeddings"] = max_position_embeddings
+    config = dict(architectures=["OrthrusLM"], model_type="orthrus", backbone="qwen3", rms_norm_eps=1e-6,
+                  rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, hidden_act="silu",
+                  attention_bias=False, torch_dtype="bfloat16", block_size=block_size, mask_token_id=MASK_TOKEN_ID,
+                  eos_token_id=151645, bos_token_id=151643, **fields)
+    path = Path(root) / f"{shape}-b{block_size}"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+def write_plain_qwen3_shape(shape: str, root: Path) -> Path:
+    """The same shape as SGLang's own Qwen3ForCausalLM: the AR baseline a user would otherwise serve."""
+    fields = dict(SHAPES[shape])
+    config = dict(architectures=["Qwen3ForCausalLM"], model_type="qwen3", rms_norm_eps=1e-6, rope_theta=1000000.0,
+                  hidden_act="silu", attention_bias=False, torch_dtype="bfloat16", eos_token_id=151645,
+                  bos_token_id=151643, **fields)
+    path = Path(root) / f"{shape}-qwen3"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(config))
+    return path

@@ -1,0 +1,350 @@
+"""AR vs ORTHRUS (vs DFLASH) throughput, one backend, one run: every mode sees the same prompts.
+
+    python -m bench.throughput                                   # embedded engine, tiny random model, CPU
+    python -m bench.throughput --backend sglang --shape qwen3-8b --modes ar,orthrus,dflash \\
+        --block-sizes 32 --simulate-tau 9.6 --concurrency 1,8,32 --contexts 1024,4096,16384,32768
+
+For each mode (AR first) the backend opens a session (an engine or a server), warms it up,
+then runs: the concurrency sweep (synthetic prompts, closed loop, --requests per level), the
+context sweep (concurrency 1, --contexts prompt tokens), and --datasets (acceptance on real
+prompts). Greedy, EOS ignored, exactly --out-len tokens per request. Writes results.json (every
+raw figure), results.md (also printed) and PNG plots to --out-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .backends import BACKENDS, get_backend
+from .prompts import DATASETS, load_prompts, synthetic
+from .record import Mode, RunResult, summarize
+
+MODES = ("ar", "orthrus", "dflash")
+DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
+DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
+WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
+CONTEXT_REQUESTS = 2  # per context length, one after another: long prompts make each one slow
+# Synthetic prompt ids: above the low control ids, below the added special tokens of large
+# vocabularies (Qwen3's start at 151643), as the earlier GPU runs drew them.
+PROMPT_ID_LOW, PROMPT_ID_HIGH = 100, 100_000
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+class UsageError(Exception):
+    """A bad flag: reported in one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _list(kind):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {kind.__name__} values, got {text!r}") from None
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="python -m bench.throughput", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ints, floats, strs = _list(int), _list(float), _list(str)
+    ap.add_argument("--backend", default="embedded", choices=BACKENDS)
+    ap.add_argument("--model", default=None, help="an Orthrus checkpoint dir or id (embedded: also "
+                    "smollm2-135m-instruct); default: random weights of --shape")
+    ap.add_argument("--shape", default=None, help="dummy-weight shape for sglang (default qwen3-8b); the "
+                    "embedded default is a tiny random Qwen3")
+    ap.add_argument("--modes", type=strs, default=["ar", "orthrus"], help=f"comma list of {', '.join(MODES)}")
+    ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
+    ap.add_argument("--simulate-tau", type=floats, default=[], help="pin ORTHRUS acceptance at these taus "
+                    "(SGLANG_SIMULATE_ACC_LEN; not lossless); default: the model's own")
+    ap.add_argument("--dflash-tau", type=floats, default=[6.49, 9.6], help="DFLASH pinned taus (empty: unpinned)")
+    ap.add_argument("--dflash-block-size", type=int, default=16)
+    ap.add_argument("--concurrency", type=ints, default=[1, 4, 8, 16, 32, 64])
+    ap.add_argument("--prompt-len", type=int, default=512)
+    ap.add_argument("--out-len", type=int, default=512)
+    ap.add_argument("--requests", type=int, default=None, help="requests per concurrency level (default max(c, 2)); the context sweep runs 2 per length")
+    ap.add_argument("--contexts", type=ints, default=None, help="context sweep prompt lengths at concurrency 1 "
+                    "(empty: skip; default sglang 1024,4096,16384,32768, embedded none)")
+    ap.add_argument("--context-out-len", type=int, default=256)
+    ap.add_argument("--memory-context", type=int, default=8192, help="context of the memory table's admission column")
+    ap.add_argument("--datasets", type=strs, default=[], help=f"acceptance per dataset ({', '.join(DATASETS)})")
+    ap.add_argument("--dataset-path", type=strs, default=[], help="local jsonl per dataset (same order), "
+                    "or one directory holding NAME.jsonl")
+    ap.add_argument("--dataset-requests", type=int, default=32, help="prompts per dataset")
+    ap.add_argument("--dataset-concurrency", type=int, default=8)
+    ap.add_argument("--out-dir", default=None, help="default bench/results/<UTC timestamp>")
+    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default=None, help="embedded: cpu (default) or cuda")
+    ap.add_argument("--dtype", default=None, help="embedded: fp32 (default), bf16, fp16")
+    ap.add_argument("--attention-backend", default="triton", help="sglang")
+    ap.add_argument("--mem-fraction", type=float, default=0.8, help="sglang mem_fraction_static")
+    ap.add_argument("--log-level", default="error", help="sglang")
+    return ap
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.modes = list(dict.fromkeys(m.lower() for m in args.modes))
+    if args.contexts is None:
+        args.contexts = DEFAULT_CONTEXTS[args.backend]
+    if args.shape is None:
+        args.shape = DEFAULT_SHAPE[args.backend]
+    problems = _check(args)
+    if problems:
+        raise UsageError("; ".join(problems))
+    return args
+
+
+def _check(args) -> list[str]:
+    p = []
+    unknown = [m for m in args.modes if m not in MODES]
+    if not args.modes or unknown:
+        p.append(f"--modes must list some of {', '.join(MODES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    if "orthrus" in args.modes:
+        if not args.block_sizes or min(args.block_sizes) < 2:
+            p.append("--block-sizes must list block sizes >= 2")
+        elif args.simulate_tau and not (1 <= min(args.simulate_tau) and max(args.simulate_tau) <= min(args.block_sizes)):
+            p.append("--simulate-tau values must be in [1, smallest block size]")
+    if "dflash" in args.modes:
+        if args.dflash_block_size < 2:
+            p.append("--dflash-block-size must be >= 2")
+        elif args.dflash_tau and not (1 <= min(args.dflash_tau) and max(args.dflash_tau) <= args.dflash_block_size):
+            p.append("--dflash-tau values must be in [1, --dflash-block-size]")
+    if not args.concurrency or min(args.concurrency) < 1:
+        p.append("--concurrency must list levels >= 1")
+    elif args.requests is not None and args.requests < max(args.concurrency):
+        p.append(f"--requests ({args.requests}) must be >= the largest concurrency ({max(args.concurrency)})")
+    for name in ("prompt_len", "out_len", "context_out_len", "memory_context", "dataset_requests", "dataset_concurrency"):
+        if getattr(args, name) < 1:
+            p.append(f"--{name.replace('_', '-')} must be >= 1")
+    if args.contexts and min(args.contexts) < 1:
+        p.append("--contexts must be >= 1")
+    if not 0 < args.mem_fraction <= 1:
+        p.append("--mem-fraction must be in (0, 1]")
+    if args.dataset_path and len(args.dataset_path) != len(args.datasets) and not (
+            len(args.dataset_path) == 1 and Path(args.dataset_path[0]).is_dir()):
+        p.append("--dataset-path needs one file per --datasets entry, or one directory")
+    if not args.dataset_path and any(d not in DATASETS for d in args.datasets):
+        p.append(f"--datasets: known names are {', '.join(DATASETS)} (others need --dataset-path)")
+    return p
+
+
+def build_modes(args) -> list[Mode]:
+    """AR first: every other mode's speedup and output check refer to it."""
+    modes = [Mode("AR")] if "ar" in args.modes else []
+    if "orthrus" in args.modes:
+        modes += [Mode("ORTHRUS", b, tau) for b in args.block_sizes for tau in (args.simulate_tau or [None])]
+    if "dflash" in args.modes:
+        modes += [Mode("DFLASH", args.dflash_block_size, tau) for tau in (args.dflash_tau or [None])]
+    return modes
+
+
+@dataclass
+class Cell:
+    """One (prompt set, concurrency, output length): the unit every mode runs."""
+
+    sweep: str
+    dataset: str
+    concurrency: int
+    out_len: int
+    prompts: list[list[int]]
+
+    @property
+    def label(self) -> str:
+        if self.sweep == "context":
+            return f"context {len(self.prompts[0])}"
+        if self.sweep == "dataset":
+            return f"{self.dataset}, concurrency {self.concurrency}"
+        return f"concurrency {self.concurrency}"
+
+
+def dataset_paths(args) -> list[Path | None]:
+    if not args.dataset_path:
+        return [None] * len(args.datasets)
+    if len(args.dataset_path) == 1 and Path(args.dataset_path[0]).is_dir():
+        return [Path(args.dataset_path[0]) / f"{name}.jsonl" for name in args.datasets]
+    return [Path(p) for p in args.dataset_path]
+
+
+def plan_cells(args, vocab_size: int, tokenizer) -> tuple[Cell, list[Cell]]:
+    """The warm-up and the measured cells; each cell draws its own prompts (no prefix-cache hits)."""
+    high = min(vocab_size, PROMPT_ID_HIGH)
+    low = min(PROMPT_ID_LOW, high // 2)
+
+    def prompts(n, length, tag):
+        return synthetic(n, length, high, f"{args.seed}/{tag}", low=low)
+
+    warmup = Cell("warmup", "synthetic", min(2, max(args.concurrency)), WARMUP_OUT_LEN,
+                  prompts(2, min(args.prompt_len, WARMUP_PROMPT_LEN), "warmup"))
+    cells = [Cell("concurrency", "synthetic", c, args.out_len, prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"))
+             for c in args.concurrency]
+    cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"))
+              for n in args.contexts]
+    for name, path in zip(args.datasets, dataset_paths(args)):
+        ids = load_prompts(name, args.dataset_requests, tokenizer, path)
+        cells.append(Cell("dataset", name, min(args.dataset_concurrency, len(ids)), args.out_len, ids))
+    return warmup, cells
+
+
+@dataclass
+class Collected:
+    """What has been measured so far: kept whole if a later mode fails, for a partial results.json."""
+
+    runs: list[RunResult] = field(default_factory=list)
+    outputs: list[list[list[int]]] = field(default_factory=list)  # per run, per request
+    memory: dict[str, dict] = field(default_factory=dict)
+
+
+def run_mode(backend, mode: Mode, warmup: Cell, cells: list[Cell], args, got: Collected, bar) -> None:
+    bar.set_description(f"{mode.label}: starting")
+    session = backend.open(mode)
+    try:
+        bar.set_description(f"{mode.label}: warm-up")
+        session.generate(warmup.prompts, warmup.out_len, warmup.concurrency)
+        bar.update()
+        for cell in cells:
+            bar.set_description(f"{mode.label}: {cell.label}")
+            start = time.perf_counter()
+            timings = session.generate(cell.prompts, cell.out_len, cell.concurrency)
+            wall = time.perf_counter() - start
+            got.runs.append(summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep))
+            got.outputs.append([t.output_ids for t in timings])
+            bar.update()
+        got.memory[mode.label] = memory_row(session.memory(), mode, args)
+    finally:
+        session.close()
+
+
+def memory_row(mem: dict, mode: Mode, args) -> dict:
+    """The backend's figures plus how many requests of --memory-context tokens its pool admits."""
+    pool, cap = mem.get("kv_pool_tokens"), mem.get("max_running_requests")
+    need = args.memory_context + args.out_len + (mode.block_size or 0)  # a verify block may run B past the end
+    admitted = None
+    if pool is not None and cap is not None:
+        slot = mem.get("kv_slot_tokens")  # backends with fixed per-request rows
+        admitted = 0 if slot is not None and need > slot else min(cap, pool // need)
+    return {**mem, "admitted_at_context": admitted}
+
+
+def compare_with_ar(got: Collected) -> None:
+    """speedup_vs_ar and outputs_equal_ar, against the AR run of the same cell."""
+    def key(r: RunResult):
+        return r.sweep, r.dataset, r.concurrency, r.prompt_len
+
+    ar = {key(r): (r, out) for r, out in zip(got.runs, got.outputs) if r.algorithm == "AR"}
+    for r, out in zip(got.runs, got.outputs):
+        if key(r) not in ar:
+            continue
+        ref, ref_out = ar[key(r)]
+        r.speedup_vs_ar = r.total_tok_s / ref.total_tok_s
+        if r.algorithm != "AR" and r.lossless:
+            r.outputs_equal_ar = out == ref_out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True,
+                              timeout=10, check=False).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def build_results(args, env: dict, got: Collected, error: str | None = None, trace: str | None = None) -> dict:
+    results = {
+        "env": env, "args": vars(args), "runs": [asdict(r) for r in got.runs],
+        "memory": {"context": args.memory_context, "out_len": args.out_len,
+                   "formula": "admitted_at_context = min(max_running_requests, kv_pool_tokens // "
+                              "(context + out_len + B)): derived from the pool size, not measured",
+                   "modes": got.memory},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "git_commit": git_commit(),
+    }
+    if error:
+        results.update(error=error, traceback=trace)
+    return results
+
+
+def write_outputs(out_dir: Path, results: dict, plots: bool) -> str:
+    from .report import render
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    images = []
+    if plots:
+        from .plots import make_plots
+
+        images = [p.name for p in make_plots(results, out_dir)]
+    markdown = render(results, images=images)
+    (out_dir / "results.md").write_text(markdown)
+    return markdown
+
+
+def _describe(backend) -> dict:
+    try:
+        return backend.describe()
+    except Exception as exc:  # noqa: BLE001 - a broken describe must not lose the measurements
+        return {"describe_error": f"{type(exc).__name__}: {exc}"}
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"bench.throughput: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), 2)
+    out_dir = Path(args.out_dir or BENCH_DIR / "results" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
+    args.out_dir = str(out_dir)
+    modes = build_modes(args)
+    try:  # configuration problems surface here, before anything runs
+        backend = get_backend(args.backend, args)
+        vocab_size = backend.describe().get("model", {}).get("vocab_size")
+        if not vocab_size:
+            raise ValueError(f"the {args.backend} backend's describe() gives no model.vocab_size")
+        warmup, cells = plan_cells(args, vocab_size, getattr(backend, "tokenizer", None))
+    except (ValueError, ImportError, OSError) as exc:
+        return _fail(str(exc), 2)
+
+    from tqdm import tqdm
+
+    got, error, trace, code = Collected(), None, None, 0
+    try:
+        with tqdm(total=len(modes) * (1 + len(cells)), unit="cell", file=sys.stderr, dynamic_ncols=True) as bar:
+            for mode in modes:
+                run_mode(backend, mode, warmup, cells, args, got, bar)
+    except KeyboardInterrupt:
+        error, code = "interrupted", 130
+    except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to results.json
+        error, trace, code = f"{type(exc).__name__}: {exc}", traceback.format_exc(), 1
+    finally:
+        env = _describe(backend)  # after the runs: a server backend may know more by now
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
+    compare_with_ar(got)
+    if error and not got.runs:
+        return _fail(error, code)
+    markdown = write_outputs(out_dir, build_results(args, env, got, error, trace), plots=not args.no_plots)
+    print(markdown)
+    print(f"results: {out_dir}", file=sys.stderr)
+    return _fail(f"{error} (partial results in {out_dir})", code) if error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
