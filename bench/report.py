@@ -91,6 +91,35 @@ def context_table(runs: list[dict], args: dict) -> str:
                                     "speedup vs AR", "outputs equal"], rows)
 
 
+def step_cost_table(runs: list[dict]) -> str | None:
+    """Decode step cost against AR's in the same cell, and how much of the ideal the run reached.
+
+    step = TPOT x tau (one verify step makes tau tokens). ideal = tau x AR step / step, the speedup a
+    run would show if prefill and request overheads were free; efficiency = speedup vs AR / ideal.
+    The two-pass bound tau / 2 is what a step costing two AR steps would give.
+    """
+    key = lambda r: (r.get("sweep"), r["dataset"], r["concurrency"], r["prompt_len"])  # noqa: E731
+    ar = {key(r): r for r in runs if r["algorithm"] == "AR" and r["tpot_ms"] > 0}
+    rows = []
+    for r in runs:
+        base = ar.get(key(r))
+        if r["algorithm"] == "AR" or base is None or not r["tpot_ms"]:
+            continue
+        step = r["tpot_ms"] * r["tau"]
+        ideal = r["tau"] * base["tpot_ms"] / step
+        speedup = r["speedup_vs_ar"]
+        rows.append([r["algorithm"], _fmt(r["block_size"]), _tau(r), f"{r['concurrency']}",
+                     f"{r['prompt_len']:.0f}", f"{step:.2f}", f"{base['tpot_ms']:.2f}", f"{step / base['tpot_ms']:.2f}",
+                     f"{ideal:.2f}x", _fmt(speedup and speedup / ideal, ".2f"),
+                     _fmt(speedup and speedup / (r["tau"] / 2), ".2f")])
+    if not rows:
+        return None
+    return ("## Step cost and efficiency\n\nStep = TPOT x tau (ms per verify step); ideal = tau x AR step / step "
+            "(the speedup with free prefill); efficiency = speedup vs AR / ideal; vs two-pass = speedup / (tau / 2).\n\n"
+            + _table(["mode", "B", "tau", "concurrency", "prompt", "step ms", "AR step ms", "step / AR step",
+                      "ideal", "efficiency", "vs two-pass"], rows))
+
+
 def dataset_table(runs: list[dict], args: dict) -> str:
     rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), r["dataset"], str(r["num_requests"]),
              str(r["concurrency"]), f"{r['prompt_len']:.0f}", f"{r['total_tok_s']:,.1f}", _speedup(r), _equal(r)]
@@ -152,6 +181,9 @@ def render(results: dict, images: list[str] = ()) -> str:
         sections.append(context_table(by_sweep["context"], args))
     if by_sweep["dataset"]:
         sections.append(dataset_table(by_sweep["dataset"], args))
+    steps = step_cost_table([r for r in runs if r.get("sweep", "concurrency") != "dataset"])
+    if steps:
+        sections.append(steps)
     if results.get("memory", {}).get("modes"):
         sections.append(memory_table(results["memory"]))
     acceptance = acceptance_table(runs)

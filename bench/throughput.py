@@ -162,6 +162,7 @@ class Cell:
     concurrency: int
     out_len: int
     prompts: list[list[int]]
+    warmup: list[list[int]] | None = None  # untimed first: a new prefill size may JIT-compile kernels
 
     @property
     def label(self) -> str:
@@ -192,8 +193,8 @@ def plan_cells(args, vocab_size: int, tokenizer) -> tuple[Cell, list[Cell]]:
                   prompts(2, min(args.prompt_len, WARMUP_PROMPT_LEN), "warmup"))
     cells = [Cell("concurrency", "synthetic", c, args.out_len, prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"))
              for c in args.concurrency]
-    cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"))
-              for n in args.contexts]
+    cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),
+                   warmup=prompts(1, n, f"ctx{n}-warmup")) for n in args.contexts]
     for name, path in zip(args.datasets, dataset_paths(args)):
         ids = load_prompts(name, args.dataset_requests, tokenizer, path)
         cells.append(Cell("dataset", name, min(args.dataset_concurrency, len(ids)), args.out_len, ids))
@@ -218,6 +219,8 @@ def run_mode(backend, mode: Mode, warmup: Cell, cells: list[Cell], args, got: Co
         bar.update()
         for cell in cells:
             bar.set_description(f"{mode.label}: {cell.label}")
+            if cell.warmup:  # distinct prompts: the timed ones must not hit the prefix cache
+                session.generate(cell.warmup, WARMUP_OUT_LEN, 1)
             start = time.perf_counter()
             timings = session.generate(cell.prompts, cell.out_len, cell.concurrency)
             wall = time.perf_counter() - start

@@ -95,7 +95,8 @@ def test_end_to_end_embedded(tmp_path, capsys):
     markdown = (out / "results.md").read_text()
     assert "| mode | B | tau | concurrency |" in markdown and "## Context length" in markdown
     assert "## Datasets" in markdown and "## Memory" in markdown and "## Acceptance by draft position" in markdown
-    assert markdown.count("| ORTHRUS | 4 |") == 5
+    # 4 synthetic cells + the dataset in the throughput tables, and the 4 synthetic cells' step costs
+    assert markdown.count("| ORTHRUS | 4 |") == 9 and "## Step cost and efficiency" in markdown
     assert markdown in capsys.readouterr().out
 
 
