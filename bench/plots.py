@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from .report import acceptance  # noqa: E402
 
 
-def _lines(runs: list[dict], sweep: str, x: str) -> dict[str, list[tuple[float, float]]]:
+def _lines(runs: list[dict], sweep: str, x: str, y=lambda r: r["total_tok_s"]) -> dict[str, list[tuple[float, float]]]:
     lines = defaultdict(list)
     for r in runs:
         if r.get("sweep", "concurrency") == sweep and r["dataset"] == "synthetic":
-            lines[r["mode"]].append((r[x], r["total_tok_s"]))
-    return {mode: sorted(points) for mode, points in lines.items()}
+            lines[r["mode"]].append((r[x], y(r)))
+    return {mode: sorted(points) for mode, points in lines.items() if all(v is not None for _, v in points)}
 
 
 def _save(fig, path: Path) -> Path:
@@ -28,10 +28,18 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _line_plot(lines, path: Path, xlabel: str, title: str) -> Path | None:
+def _line_plot(lines, path: Path, xlabel: str, title: str, more=None) -> Path | None:
+    """``more``: (lines, ylabel, title) of a second panel beside the first."""
     if not lines:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    panels = [(lines, "output tokens/s (all requests)", title)] + ([more] if more and more[0] else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (panel, ylabel, panel_title) in zip(axes[0], panels):
+        _draw(ax, panel, xlabel, ylabel, panel_title)
+    return _save(fig, path)
+
+
+def _draw(ax, lines, xlabel: str, ylabel: str, title: str) -> None:
     for mode, points in lines.items():
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker="o", label=mode)
@@ -40,10 +48,9 @@ def _line_plot(lines, path: Path, xlabel: str, title: str) -> Path | None:
         ax.set_xscale("log", base=2)
     ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the measured levels, not powers of two
     ax.minorticks_off()
-    ax.set(xlabel=xlabel, ylabel="output tokens/s (all requests)", title=title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
 
 
 def throughput_vs_concurrency(runs, out_dir: Path) -> Path | None:
@@ -52,8 +59,11 @@ def throughput_vs_concurrency(runs, out_dir: Path) -> Path | None:
 
 
 def throughput_vs_context(runs, out_dir: Path) -> Path | None:
+    """End to end (a long prompt's prefill dominates a short answer) and decode only (1 / TPOT)."""
+    decode = _lines(runs, "context", "prompt_len", lambda r: 1e3 / r["tpot_ms"] if r["tpot_ms"] else None)
     return _line_plot(_lines(runs, "context", "prompt_len"), out_dir / "throughput_vs_context.png",
-                      "context (prompt tokens)", "Throughput vs context length, concurrency 1")
+                      "context (prompt tokens)", "End to end vs context length, concurrency 1",
+                      more=(decode, "decode tokens/s per request (1 / TPOT)", "Decode speed vs context length"))
 
 
 def speedup_vs_tau(runs, out_dir: Path) -> Path | None:

@@ -115,9 +115,18 @@ class SGLangBackend:
         out_lens = [int(getattr(args, "out_len", 512) or 512), int(getattr(args, "context_out_len", 256) or 256)]
         longest = max(contexts + [int(getattr(args, "prompt_len", 512) or 512)])
         self.context_length = longest + max(out_lens) + 64  # + a verify block of slack
+        self.tokenizer = self._tokenizer(args.model)  # --datasets encode their questions with it
         self.on_cpu = getattr(args, "device", None) == "cpu"
         if self.on_cpu:  # SGLang's CPU engine (as in CI); is_cpu() reads this at import, here and in children
             os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+
+    @staticmethod
+    def _tokenizer(model):
+        if not model or not any((Path(model) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+            return None  # random weights, or a checkpoint without one: synthetic prompts only
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model)
 
     def _device_args(self) -> dict:
         if self.on_cpu:

@@ -24,18 +24,25 @@ def test_sglang_backend_on_cpu(tmp_path):
     require_sglang()
     model = write_tiny_checkpoint(tmp_path / "ckpt", diff_from_ar=True, block_size=4)
     out = tmp_path / "out"
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text('{"question": "What is 2 + 3?"}\n{"question": "Name a prime."}\n')
     rc = throughput.main(["--backend", "sglang", "--device", "cpu", "--model", str(model), "--modes", "ar,orthrus",
                           "--block-sizes", "4", "--concurrency", "1,3", "--prompt-len", "12", "--out-len", "10",
                           "--contexts", "40", "--context-out-len", "6", "--memory-context", "64", "--no-plots",
+                          "--datasets", "gsm8k", "--dataset-path", str(data), "--dataset-requests", "2",
                           "--out-dir", str(out)])
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     runs = results["runs"]
     assert {(r["algorithm"], r["sweep"], r["concurrency"]) for r in runs} == {
-        (a, s, c) for a in ("AR", "ORTHRUS") for s, c in (("concurrency", 1), ("concurrency", 3), ("context", 1))}
+        (a, s, c) for a in ("AR", "ORTHRUS")
+        for s, c in (("concurrency", 1), ("concurrency", 3), ("context", 1), ("dataset", 2))}
+    assert len(runs) == 8
     for r in runs:
         assert all(math.isfinite(r[k]) and r[k] > 0 for k in ("total_tok_s", "per_request_tok_s", "ttft_ms", "wall_s"))
         assert r["out_len"] == (6 if r["sweep"] == "context" else 10)
+        if r["sweep"] == "dataset":  # chat-templated questions through the checkpoint's tokenizer
+            assert r["dataset"] == "gsm8k" and r["prompt_len"] > 10
         if r["algorithm"] == "ORTHRUS":
             assert r["outputs_equal_ar"] is True  # greedy ORTHRUS through SGLang == SGLang AR
             assert r["verify_steps"] == sum(r["accept_histogram"]) > 0
