@@ -38,6 +38,42 @@ def _union_ms(intervals: list[tuple[float, float]]) -> float:
     return total / 1e3
 
 
+def _span_ms(kernels: list[dict]) -> float:
+    return (max(k["ts"] + k["dur"] for k in kernels) - min(k["ts"] for k in kernels)) / 1e3 if kernels else 0.0
+
+
+def step_split(kernels: list[dict], runtime: list[dict]) -> dict | None:
+    """Per decode step: the draft pass, the verify pass, and the kernels outside the CUDA graph.
+
+    One step's forward is one cudaGraphLaunch; its kernels carry the launch's correlation id. In an
+    ORTHRUS graph the diffusion pass ends with the drafts' argmax: up to it is the draft pass, the
+    rest the verify pass (an AR graph has no argmax inside: all of it counts as verify). Kernels
+    outside any graph are the step's preparation, acceptance, commit and sampling. None without
+    graph launches (eager mode).
+    """
+    launches = {e["args"]["correlation"] for e in runtime
+                if e["name"] == "cudaGraphLaunch" and "correlation" in e.get("args", {})}
+    graphs: dict[int, list[dict]] = defaultdict(list)
+    outside = []
+    for k in kernels:
+        corr = k.get("args", {}).get("correlation")
+        (graphs[corr] if corr in launches else outside).append(k)
+    if not graphs:
+        return None
+    draft = verify = 0.0
+    for ks in graphs.values():
+        ks.sort(key=lambda k: k["ts"])
+        cut = next((i for i, k in enumerate(ks) if "ArgMax" in k["name"]), None)
+        if cut is None or cut == len(ks) - 1:
+            verify += _span_ms(ks)
+        else:
+            draft += _span_ms(ks[: cut + 1])
+            verify += _span_ms(ks[cut + 1:])
+    n = len(graphs)
+    return {"steps": n, "draft_ms": draft / n, "verify_ms": verify / n,
+            "outside_graph_ms": sum(k["dur"] for k in outside) / 1e3 / n}
+
+
 def summarize_trace(path: Path, steps: int, top: int = 18) -> str:
     events = json.load(gzip.open(path) if path.suffix == ".gz" else open(path))["traceEvents"]
     kernels = [e for e in events if e.get("cat") == "kernel" and "dur" in e]
@@ -55,8 +91,13 @@ def summarize_trace(path: Path, steps: int, top: int = 18) -> str:
         by_call[e["name"]].append(e["dur"] / 1e3)
     lines = [f"trace {path.name}: {steps} decode steps; first to last kernel {wall:.1f} ms = {wall / steps:.2f} ms/step; "
              f"GPU busy {busy / steps:.2f} ms/step ({100 * busy / wall:.0f}%), idle {(wall - busy) / steps:.2f} ms/step; "
-             f"{len(kernels) / steps:.0f} kernels/step",
-             "| kernel | ms/step | calls/step |", "|---|---|---|"]
+             f"{len(kernels) / steps:.0f} kernels/step"]
+    split = step_split(kernels, runtime)
+    if split:
+        lines.append(f"split over {split['steps']} graph launches, per step: draft pass {split['draft_ms']:.2f} ms, "
+                     f"verify pass {split['verify_ms']:.2f} ms, kernels outside the graph (prepare, accept, commit, "
+                     f"sampling) {split['outside_graph_ms']:.2f} ms; the rest of the step is GPU idle (scheduler)")
+    lines += ["| kernel | ms/step | calls/step |", "|---|---|---|"]
     for name, durs in sorted(by_kernel.items(), key=lambda kv: -sum(kv[1]))[:top]:
         lines.append(f"| {name[:110]} | {sum(durs) / steps:.3f} | {len(durs) / steps:.1f} |")
     lines += ["| CUDA runtime call | ms/step | calls/step |", "|---|---|---|"]
@@ -100,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         engine = sglang.Engine(model_path=str(path), attention_backend=args.attention_backend, sampling_backend="pytorch",
                                skip_tokenizer_init=True, mem_fraction_static=0.8,
                                cuda_graph_max_bs_decode=max(args.concurrency, 1),
+                               cuda_graph_backend_prefill="disabled",  # decode graphs only: a faster start
                                max_running_requests=max(args.concurrency, 1), log_level="error",
                                custom_sigquit_handler=_raise, **extra)
         try:
@@ -118,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
             elapsed = time.perf_counter() - start
         finally:
             engine.shutdown()
-    traces = sorted(out.glob("*.trace.json*"), key=lambda p: p.stat().st_mtime)
+    traces = sorted(out.glob(f"{args.mode}-c{args.concurrency}-*.trace.json*"), key=lambda p: p.stat().st_mtime)
     meta = [o["meta_info"] for o in outs]
     verify = sum(m.get("spec_verify_ct", 0) for m in meta)
     tau = sum(m["completion_tokens"] for m in meta) / verify if verify else 1.0
