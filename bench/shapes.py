@@ -13,13 +13,11 @@ SHAPES = {
 MASK_TOKEN_ID = 151669  # Qwen3's first unused id; what the released Orthrus checkpoints use
 
 
-def write_shape(shape: str, block_size: int, root: Path, *, max_position_embeddings: int | None = None) -> Path:
+def write_shape(shape: str, block_size: int, root: Path) -> Path:
     """An Orthrus config.json of a named shape (OrthrusLM: serves AR and ORTHRUS alike)."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}; known: {sorted(SHAPES)}")
     fields = dict(SHAPES[shape])
-    if max_position_embeddings:
-        fields["max_position_embeddings"] = max_position_embeddings
     config = dict(architectures=["OrthrusLM"], model_type="orthrus", backbone="qwen3", rms_norm_eps=1e-6,
                   rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}, hidden_act="silu",
                   attention_bias=False, torch_dtype="bfloat16", block_size=block_size, mask_token_id=MASK_TOKEN_ID,

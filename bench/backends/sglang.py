@@ -28,14 +28,6 @@ def _raise(signum, frame):
     raise RuntimeError("an SGLang child process failed")
 
 
-def _ints(value) -> list[int]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    return [int(v) for v in str(value).split(",") if v.strip()]
-
-
 def write_dflash_draft(shape: str, root: Path) -> Path:
     """A random-weight DFLASH drafter for a shape, configured as PEERS.md describes (5 layers, block 16)."""
     s = SHAPES[shape]
@@ -110,13 +102,11 @@ class SGLangBackend:
         self.args = args
         self._tmp = tempfile.TemporaryDirectory(prefix="orthrus-bench-")
         self.root = Path(self._tmp.name)
-        self.max_concurrency = max(_ints(getattr(args, "concurrency", None)) or [1])
-        contexts = _ints(getattr(args, "contexts", None))
-        out_lens = [int(getattr(args, "out_len", 512) or 512), int(getattr(args, "context_out_len", 256) or 256)]
-        longest = max(contexts + [int(getattr(args, "prompt_len", 512) or 512)])
-        self.context_length = longest + max(out_lens) + 64  # + a verify block of slack
+        self.max_concurrency = max(args.concurrency)  # bench/throughput.py's parsed flags
+        longest = max(args.contexts + [args.prompt_len])
+        self.context_length = longest + max(args.out_len, args.context_out_len) + 64  # + a verify block of slack
         self.tokenizer = self._tokenizer(args.model)  # --datasets encode their questions with it
-        self.on_cpu = getattr(args, "device", None) == "cpu"
+        self.on_cpu = args.device == "cpu"
         if self.on_cpu:  # SGLang's CPU engine (as in CI); is_cpu() reads this at import, here and in children
             os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
 
@@ -135,7 +125,7 @@ class SGLangBackend:
         # Decode CUDA graphs on (the measured path); prefill graphs off in every mode: their capture
         # costs minutes per engine start and only prefill (TTFT) would use them.
         return dict(attention_backend=self.args.attention_backend, dtype="bfloat16",
-                    mem_fraction_static=float(getattr(self.args, "mem_fraction", 0.8)),
+                    mem_fraction_static=self.args.mem_fraction,
                     cuda_graph_max_bs_decode=self.max_concurrency, cuda_graph_backend_prefill="disabled")
 
     def describe(self) -> dict:
@@ -186,6 +176,6 @@ class SGLangBackend:
         engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
                                skip_tokenizer_init=True, context_length=self.context_length,
                                max_running_requests=self.max_concurrency, random_seed=0,
-                               log_level=getattr(self.args, "log_level", "error"), custom_sigquit_handler=_raise,
+                               log_level=self.args.log_level, custom_sigquit_handler=_raise,
                                **self._device_args(), **extra)
         return SGLangSession(engine)
