@@ -49,7 +49,8 @@ class GenerationResult:
 class Engine:
     def __init__(self, model_path: str | Path | None = None, *, model: OrthrusForCausalLM | None = None,
                  tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 block_size: int | None = None, max_batch_size: int = 8, max_seq_len: int | None = None):
+                 block_size: int | None = None, max_batch_size: int = 8, max_seq_len: int | None = None,
+                 fp8_drafts: bool = False):
         if (model_path is None) == (model is None):
             raise ValueError("pass exactly one of model_path or model")
         if model is None:
@@ -60,6 +61,8 @@ class Engine:
         else:
             self.eos_token_ids = frozenset(model.config.eos_token_ids)
         self.model, self.config, self.tokenizer = model, model.config, tokenizer
+        if fp8_drafts:  # drafts from fp8 weights (emulated); verify, hence output, unchanged
+            model.quantize_drafts()
         self.device = model.device
         self.block_size = block_size or self.config.block_size
         if self.block_size < 1:

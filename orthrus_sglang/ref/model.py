@@ -18,6 +18,7 @@ from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRotaryEmbedd
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm as RMSNorm
 
 from ..config import OrthrusConfig
+from ..fp8 import Fp8Weight, fp8_linear, quantize_weight
 from .kv_cache import KVCache
 
 View = Literal["ar", "diff"]
@@ -60,12 +61,18 @@ class OrthrusAttention(nn.Module):
                 setattr(self, f"q_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
                 setattr(self, f"k_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
         self.qk_norm = config.qk_norm
+        self.fp8: dict[str, Fp8Weight] | None = None  # *_diff projections, when drafts read fp8
+
+    def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name.endswith("_diff") and self.fp8 is not None:  # fp8 drafts, emulated (see fp8.py)
+            return fp8_linear(x, self.fp8[name])
+        return getattr(self, name)(x)
 
     def _project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], suffix: str):
         bs, T, _ = x.shape
-        q = getattr(self, f"q_proj{suffix}")(x).view(bs, T, self.num_heads, self.head_dim)
-        k = getattr(self, f"k_proj{suffix}")(x).view(bs, T, self.num_kv_heads, self.head_dim)
-        v = getattr(self, f"v_proj{suffix}")(x).view(bs, T, self.num_kv_heads, self.head_dim)
+        q = self._linear(f"q_proj{suffix}", x).view(bs, T, self.num_heads, self.head_dim)
+        k = self._linear(f"k_proj{suffix}", x).view(bs, T, self.num_kv_heads, self.head_dim)
+        v = self._linear(f"v_proj{suffix}", x).view(bs, T, self.num_kv_heads, self.head_dim)
         if self.qk_norm:
             q, k = getattr(self, f"q_norm{suffix}")(q), getattr(self, f"k_norm{suffix}")(k)
         q, k = apply_rotary_pos_emb(q.transpose(1, 2), k.transpose(1, 2), *rope)
@@ -90,7 +97,7 @@ class OrthrusAttention(nn.Module):
             mask = (key_pos < cached) | (key_pos >= batch.max_cached_len)
             mask = mask.expand(bs, T, -1)
         out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask.unsqueeze(1), enable_gqa=True)
-        return getattr(self, f"o_proj{suffix}")(out.transpose(1, 2).reshape(bs, T, -1))
+        return self._linear(f"o_proj{suffix}", out.transpose(1, 2).reshape(bs, T, -1))
 
 
 class OrthrusDecoderLayer(nn.Module):
@@ -100,10 +107,16 @@ class OrthrusDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.fp8_mlp: dict[str, Fp8Weight] | None = None
 
     def forward(self, x, rope, cache, layer, batch, view):
         x = x + self.self_attn(self.input_layernorm(x), rope, cache, layer, batch, view)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h = self.post_attention_layernorm(x)
+        if view == "diff" and self.fp8_mlp is not None:
+            w = self.fp8_mlp
+            act = self.mlp.act_fn(fp8_linear(h, w["gate_proj"])) * fp8_linear(h, w["up_proj"])
+            return x + fp8_linear(act, w["down_proj"])
+        return x + self.mlp(h)
 
 
 class OrthrusDecoder(nn.Module):
@@ -125,6 +138,7 @@ class OrthrusForCausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+        self.fp8_lm_head: Fp8Weight | None = None
 
     @property
     def device(self) -> torch.device:
@@ -149,4 +163,18 @@ class OrthrusForCausalLM(nn.Module):
             x = layer(x, rope, cache, i, batch, view)
         if logit_rows is not None:
             x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
+        if view == "diff" and self.fp8_lm_head is not None:
+            return fp8_linear(self.model.norm(x), self.fp8_lm_head)
         return self.lm_head(self.model.norm(x))
+
+    def quantize_drafts(self) -> None:
+        """The draft pass reads fp8 (e4m3, per-channel) copies of the MLP, the diffusion attention
+        projections and lm_head, with per-token activation quantisation, as SGLang's
+        ORTHRUS_FP8_DRAFTS=1 does, emulated here. The verify pass is unchanged, so output is too."""
+        for layer in self.model.layers:
+            attn = layer.self_attn
+            attn.fp8 = {f"{p}_diff": quantize_weight(getattr(attn, f"{p}_diff").weight, getattr(attn, f"{p}_diff").bias)
+                        for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+            layer.fp8_mlp = {p: quantize_weight(getattr(layer.mlp, p).weight, getattr(layer.mlp, p).bias)
+                             for p in ("gate_proj", "up_proj", "down_proj")}
+        self.fp8_lm_head = quantize_weight(self.lm_head.weight)

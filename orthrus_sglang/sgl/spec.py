@@ -6,6 +6,8 @@ import logging
 
 from sglang.srt.speculative.spec_info import CustomSpecAlgo
 
+from .options import default_block_size
+
 logger = logging.getLogger(__name__)
 
 # Backends validated with ORTHRUS: triton and flashinfer on the GPU host (CUDA graphs, overlap;
@@ -27,7 +29,16 @@ class OrthrusSpecAlgo(CustomSpecAlgo):
 
     def create_future_map(self, device, req_to_token_pool, needs_cpu_seq_lens=True, needs_confidence_relay=False):
         from sglang.srt.managers.overlap_utils import FutureMap
+        from sglang.srt.server_args import get_global_server_args
 
+        from .options import use_block_attention
+
+        block_size = getattr(get_global_server_args(), "speculative_num_draft_tokens", None)
+        if use_block_attention() and block_size:  # no host wait per step (future_map.py)
+            from .future_map import OrthrusFutureMap
+
+            return OrthrusFutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay,
+                                    block_size=int(block_size))
         return FutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay)
 
     def has_draft_kv(self) -> bool:
@@ -37,7 +48,10 @@ class OrthrusSpecAlgo(CustomSpecAlgo):
         """Runs after validate_orthrus_server_args, in the main process, before any worker starts."""
         block_size = server_args.get_model_config().hf_config.block_size
         if server_args.speculative_num_draft_tokens is None:
-            server_args.speculative_num_draft_tokens = block_size
+            # B=16 beat the released checkpoints' B=32 at every concurrency measured (bench/README.md).
+            server_args.speculative_num_draft_tokens = default_block_size(block_size)
+            logger.info("ORTHRUS: block size %d (checkpoint's %d; override with --speculative-num-draft-tokens "
+                        "or ORTHRUS_DEFAULT_BLOCK_SIZE)", server_args.speculative_num_draft_tokens, block_size)
         elif int(server_args.speculative_num_draft_tokens) != block_size:
             logger.warning("ORTHRUS: --speculative-num-draft-tokens %s differs from the checkpoint's block_size %s "
                            "(the diffusion view was trained at %s): acceptance may drop.",

@@ -34,6 +34,10 @@ from sglang.srt.models.utils import apply_qk_norm
 from sglang.srt.runtime_context import get_parallel
 from sglang.srt.utils import add_prefix
 
+from ...fp8 import Fp8Weight, fp8_linear, quantize_weight
+from ..block_attention import block_attention
+from ..options import block_attention_splits, use_block_attention, use_fp8_drafts
+
 logger = logging.getLogger(__name__)
 ALGORITHM_NAME = "ORTHRUS"
 VIEWS = ("", "_diff")  # AR view, diffusion view: the suffix of their parameter names
@@ -79,19 +83,45 @@ class OrthrusAttention(nn.Module):
         self.attn_diff = RadixAttention(self.num_heads, self.head_dim, scaling, num_kv_heads=self.num_kv_heads,
                                         layer_id=layer_id, attn_type=AttentionType.ENCODER_ONLY,
                                         prefix=add_prefix("attn_diff", prefix))
+        self.use_block_kernel = use_block_attention()
+        self.fp8_diff: Optional[tuple[Fp8Weight, Fp8Weight]] = None  # (qkv, o) when drafts read fp8
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch,
                 diffusion: bool = False) -> torch.Tensor:
         suffix = VIEWS[diffusion]
-        qkv, _ = getattr(self, f"qkv_proj{suffix}")(hidden_states)
+        fp8 = self.fp8_diff if diffusion else None  # fp8 draft weights (ORTHRUS_FP8_DRAFTS)
+        qkv = fp8_linear(hidden_states, fp8[0]) if fp8 else getattr(self, f"qkv_proj{suffix}")(hidden_states)[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         if self.qk_norm:
             q, k = apply_qk_norm(q=q, k=k, q_norm=getattr(self, f"q_norm{suffix}"),
                                  k_norm=getattr(self, f"k_norm{suffix}"), head_dim=self.head_dim)
         q, k = self.rotary_emb(positions, q, k)
         attn = self.attn_diff if diffusion else self.attn
-        out, _ = getattr(self, f"o_proj{suffix}")(attn(q, k, v, forward_batch, save_kv_cache=True))
-        return out
+        if self.use_block_kernel and is_orthrus_verify(forward_batch):
+            attn_out = self._block_attention(q, k, v, forward_batch, attn, causal=not diffusion)
+        else:
+            attn_out = attn(q, k, v, forward_batch, save_kv_cache=True)
+        return fp8_linear(attn_out, fp8[1]) if fp8 else getattr(self, f"o_proj{suffix}")(attn_out)[0]
+
+    def _block_attention(self, q, k, v, forward_batch: ForwardBatch, layer: RadixAttention, causal: bool):
+        """Both passes of an ORTHRUS step on CUDA: store the block's K/V into its verify slots, then
+        attend prefix + block with block_attention (device-only metadata; see block_attention.py)."""
+        pool = forward_batch.token_to_kv_pool
+        k = k.view(-1, self.num_kv_heads, self.head_dim)
+        v = v.view(-1, self.num_kv_heads, self.head_dim)
+        pool.set_kv_buffer(layer, forward_batch.out_cache_loc, k, v, layer.k_scale, layer.v_scale)
+        k_buffer, v_buffer = pool.get_key_buffer(layer.layer_id), pool.get_value_buffer(layer.layer_id)
+        if k_buffer.dtype != q.dtype:
+            raise ValueError(f"ORTHRUS block attention needs a {q.dtype} KV cache, got {k_buffer.dtype}; "
+                             "set ORTHRUS_BLOCK_ATTENTION=0 to use the attention backend instead")
+        bs = forward_batch.batch_size
+        q = q.view(-1, self.num_heads, self.head_dim)
+        out = block_attention(
+            q, k_buffer.view(-1, self.num_kv_heads, self.head_dim), v_buffer.view(-1, self.num_kv_heads, self.head_dim),
+            forward_batch.req_to_token_pool.req_to_token, forward_batch.req_pool_indices, forward_batch.seq_lens,
+            block_size=q.shape[0] // bs, causal=causal, sm_scale=layer.scaling,
+            num_splits=block_attention_splits(bs, self.num_kv_heads, q.device))
+        return out.view(-1, self.num_heads * self.head_dim)
 
 
 class OrthrusDecoderLayer(nn.Module):
@@ -102,6 +132,7 @@ class OrthrusDecoderLayer(nn.Module):
                             quant_config=quant_config, prefix=add_prefix("mlp", prefix))
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.fp8_mlp: Optional[tuple[Fp8Weight, Fp8Weight]] = None  # (gate_up, down) for the draft pass
 
     def forward(self, positions, hidden_states, forward_batch, residual, diffusion: bool = False):
         if residual is None:
@@ -111,6 +142,9 @@ class OrthrusDecoderLayer(nn.Module):
             hidden_states, residual = self.input_layernorm(hidden_states, residual)
         hidden_states = self.self_attn(positions, hidden_states, forward_batch, diffusion)
         hidden_states, residual = self.post_attention_layernorm(hidden_states, residual)
+        if diffusion and self.fp8_mlp is not None:
+            gate_up, down = self.fp8_mlp
+            return fp8_linear(self.mlp.act_fn(fp8_linear(hidden_states, gate_up)), down), residual
         return self.mlp(hidden_states), residual
 
 
@@ -167,6 +201,7 @@ class OrthrusLM(nn.Module):
         # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
         # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
         self.orthrus_draft_ids: Optional[torch.Tensor] = None
+        self.fp8_lm_head: Optional[Fp8Weight] = None
 
     @staticmethod
     def _refuse_unsupported(config) -> None:
@@ -202,15 +237,60 @@ class OrthrusLM(nn.Module):
         bs = forward_batch.batch_size
         B = block_ids.numel() // bs
         hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
-        # The logits processor gathers the vocab across TP ranks in TARGET_VERIFY: drafts are exact at any TP.
-        diff_logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
-        drafts = diff_logits.view(bs, B, -1)[:, : B - 1].argmax(dim=-1)  # row i predicts position L+i+1
-        del diff_logits
+        drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
         if self.orthrus_draft_ids is not None and B > 1:
             self.orthrus_draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
         verify_ids = torch.cat([block_ids.view(bs, B)[:, :1], drafts], dim=1).reshape(-1)
         hidden = self.model(verify_ids, positions, forward_batch)  # overwrites every verify slot with AR K/V
         return self.logits_processor(verify_ids, hidden, self.lm_head, forward_batch)
+
+    def _draft_argmax(self, block_ids, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
+        """[bs, B-1] drafts: argmax of the diffusion logits of block rows 0..B-2.
+
+        Only the argmax is needed, so on one GPU the B-1 rows go straight through lm_head in the
+        model dtype (no fp32 [bs*B, V] logits, no row B-1). Under TP the logits processor gathers
+        the vocabulary across ranks, so drafts are exact at any TP."""
+        if get_parallel().tp_size > 1 or not hasattr(self.lm_head, "weight"):
+            logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
+            return logits.view(bs, B, -1)[:, : B - 1].argmax(dim=-1)
+        rows = hidden.view(bs, B, -1)[:, : B - 1].reshape(bs * (B - 1), -1)
+        if self.fp8_lm_head is not None:
+            return fp8_linear(rows, self.fp8_lm_head).argmax(dim=-1).view(bs, B - 1)
+        weight = self.lm_head.weight[: self.config.vocab_size]  # drop the vocab padding rows
+        return torch.matmul(rows.to(weight.dtype), weight.t()).argmax(dim=-1).view(bs, B - 1)
+
+    # ---- fp8 drafts ----------------------------------------------------------------------
+    def post_load_weights(self) -> None:
+        """After the weights are in (load_weights, or a loader that bypasses it, e.g. dummy)."""
+        if use_fp8_drafts() and self.fp8_lm_head is None:
+            self._build_fp8_drafts()
+
+    def _build_fp8_drafts(self) -> None:
+        """fp8 copies of what the draft pass reads most: MLP, diffusion attention projections, lm_head.
+        The diffusion attention keeps only its fp8 copy (nothing else reads it)."""
+        if get_parallel().tp_size > 1:
+            raise ValueError("ORTHRUS_FP8_DRAFTS=1 supports --tp 1 only")
+        before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+        built = []
+        for layer in self.model.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            layer.fp8_mlp = (quantize_weight(mlp.gate_up_proj.weight), quantize_weight(mlp.down_proj.weight))
+            attn.fp8_diff = (quantize_weight(attn.qkv_proj_diff.weight, attn.qkv_proj_diff.bias),
+                             quantize_weight(attn.o_proj_diff.weight, attn.o_proj_diff.bias))
+            for linear in (attn.qkv_proj_diff, attn.o_proj_diff):
+                linear.weight.data = linear.weight.data.new_empty(0)
+            built += [*layer.fp8_mlp, *attn.fp8_diff]
+        self.fp8_lm_head = quantize_weight(self.lm_head.weight[: self.config.vocab_size])
+        built.append(self.fp8_lm_head)
+        dtype = next(self.parameters()).dtype
+        for w in built:  # emulated (not bf16 on Hopper): dequantise now, not inside graph capture
+            if dtype != torch.bfloat16 or not w.weight.is_cuda:
+                w.dequantized(dtype)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            logger.info("ORTHRUS fp8 drafts: %.2f GB of fp8 draft weights (%.2f GB net after freeing the "
+                        "bf16 diffusion attention)", sum(w.nbytes() for w in built) / 1e9,
+                        (torch.cuda.memory_allocated() - before) / 1e9)
 
     # ---- weights -------------------------------------------------------------------------
     STACKED = [  # (param, checkpoint name, shard); the _diff entries first so q_proj never matches q_proj_diff
@@ -245,6 +325,7 @@ class OrthrusLM(nn.Module):
         missing = sorted(set(params) - loaded - ({"lm_head.weight"} if self.config.tie_word_embeddings else set()))
         if missing:
             raise ValueError(f"checkpoint is missing {len(missing)} tensor(s), e.g. {missing[:5]}")
+        self.post_load_weights()
 
 
 EntryClass = OrthrusLM

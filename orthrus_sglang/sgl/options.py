@@ -1,0 +1,86 @@
+"""ORTHRUS server options. SGLang has no flags for plugins, so they are environment variables,
+read in every SGLang process (the scheduler inherits the launcher's environment).
+
+- ``ORTHRUS_BLOCK_ATTENTION`` (default 1): on CUDA, both passes of a step attend through
+  ``block_attention`` (device-only metadata, so the host never waits for a step before
+  preparing the next). 0 falls back to the server's attention backend.
+- ``ORTHRUS_FP8_DRAFTS`` (default 0): the draft pass reads fp8 copies of the MLP, diffusion
+  attention and lm_head weights (see fp8_draft.py). Lossless: only the verify pass decides tokens.
+- ``ORTHRUS_DEFAULT_BLOCK_SIZE`` (default 16): block size when ``--speculative-num-draft-tokens``
+  is not given (capped at the checkpoint's ``block_size``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+DEFAULT_BLOCK_SIZE = 16
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    if value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={value!r}: expected 0 or 1")
+
+
+def _server_args():
+    try:
+        from sglang.srt.server_args import get_global_server_args
+
+        return get_global_server_args()
+    except Exception:  # no runtime context in this process (unit tests, tools)
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def use_block_attention() -> bool:
+    """Whether ORTHRUS steps attend through block_attention (CUDA, bf16/fp16 KV cache)."""
+    import torch
+
+    if not _flag("ORTHRUS_BLOCK_ATTENTION", True) or not torch.cuda.is_available() or torch.version.hip:
+        return False
+    args = _server_args()
+    if args is not None and (args.device not in (None, "cuda") or args.kv_cache_dtype not in ("auto", None)):
+        return False
+    return True
+
+
+def use_fp8_drafts() -> bool:
+    return _flag("ORTHRUS_FP8_DRAFTS", False)
+
+
+def default_block_size(checkpoint_block_size: int) -> int:
+    value = os.environ.get("ORTHRUS_DEFAULT_BLOCK_SIZE", "").strip()
+    wanted = int(value) if value else DEFAULT_BLOCK_SIZE
+    if wanted < 2:
+        raise ValueError(f"ORTHRUS_DEFAULT_BLOCK_SIZE={value!r}: must be >= 2")
+    return min(wanted, int(checkpoint_block_size))
+
+
+@functools.lru_cache(maxsize=None)
+def _deterministic() -> bool:
+    args = _server_args()
+    return bool(args is not None and args.enable_deterministic_inference)
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(device_index: int) -> int:
+    import torch
+
+    return torch.cuda.get_device_properties(device_index).multi_processor_count
+
+
+def block_attention_splits(batch_size: int, num_kv_heads: int, device) -> int:
+    """Key-range splits for block_attention. One under --enable-deterministic-inference: the
+    result of a request must not depend on the batch it runs in."""
+    from .block_attention import num_splits_for
+
+    if _deterministic():
+        return 1
+    return num_splits_for(batch_size, num_kv_heads, _sm_count(device.index or 0))
