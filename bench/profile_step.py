@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shape", default="qwen3-8b")
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--pin-tau", type=float, default=None)
+    ap.add_argument("--fp8-drafts", action="store_true", help="orthrus: the draft pass reads fp8 weights")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
@@ -123,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     import sglang
     import torch
 
+    label = f"{args.mode}-fp8" if args.fp8_drafts else args.mode
     out = Path(args.out or tempfile.mkdtemp(prefix="orthrus-prof-"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> None:
         extra = {} if args.model else dict(load_format="dummy")
         if args.mode == "orthrus":
             extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size)
+            os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if args.fp8_drafts else "0"
             if args.pin_tau:
                 os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(args.pin_tau), SGLANG_SIMULATE_ACC_METHOD="match-expected",
                                   SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
             engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": 64})  # warm-up
             engine.start_profile(output_dir=str(out), num_steps=args.steps, profile_by_stage=True,
                                  profile_stages=["decode"], activities=["CPU", "GPU"], with_stack=False,
-                                 record_shapes=False, profile_id=f"{args.mode}-c{args.concurrency}")
+                                 record_shapes=False, profile_id=f"{label}-c{args.concurrency}")
             # enough tokens that every profiled step is a full-batch decode step
             new_tokens = (args.steps + 8) * (args.block_size if args.mode == "orthrus" else 1)
             start = time.perf_counter()
@@ -160,18 +163,18 @@ def main(argv: list[str] | None = None) -> None:
             elapsed = time.perf_counter() - start
         finally:
             engine.shutdown()
-    traces = sorted(out.glob(f"{args.mode}-c{args.concurrency}-*.trace.json*"), key=lambda p: p.stat().st_mtime)
+    traces = sorted(out.glob(f"{label}-c{args.concurrency}-*.trace.json*"), key=lambda p: p.stat().st_mtime)
     meta = [o["meta_info"] for o in outs]
     verify = sum(m.get("spec_verify_ct", 0) for m in meta)
     tau = sum(m["completion_tokens"] for m in meta) / verify if verify else 1.0
-    header = (f"# {torch.cuda.get_device_name()}; mode {args.mode}; {args.shape if not args.model else args.model}; "
+    header = (f"# {torch.cuda.get_device_name()}; mode {label}; {args.shape if not args.model else args.model}; "
               f"B={args.block_size if args.mode == 'orthrus' else '-'}; concurrency {args.concurrency}; prompt "
               f"{args.prompt_len}; tau {tau:.2f}; profiled run (profiler overhead included): "
               f"{sum(m['completion_tokens'] for m in meta) / elapsed:.0f} tok/s")
     body = "\n\n".join(summarize_trace(t, args.steps) for t in traces if "DECODE" in t.name.upper()) or \
         f"no decode trace found in {out}: {[t.name for t in traces]}"
     text = header + "\n" + body
-    (out / f"summary-{args.mode}-c{args.concurrency}.md").write_text(text + "\n")
+    (out / f"summary-{label}-c{args.concurrency}.md").write_text(text + "\n")
     print(text)
 
 

@@ -19,10 +19,15 @@ class Mode:
     name: str  # "AR" | "ORTHRUS" | "DFLASH"
     block_size: int | None = None
     pinned_tau: float | None = None  # SGLANG_SIMULATE_ACC_LEN: acceptance pinned, NOT lossless
+    fp8_drafts: bool = False  # ORTHRUS only: the draft pass reads fp8 weights (ORTHRUS_FP8_DRAFTS)
+
+    @property
+    def algorithm(self) -> str:
+        return f"{self.name} fp8" if self.fp8_drafts else self.name
 
     @property
     def label(self) -> str:
-        parts = [self.name]
+        parts = [self.algorithm]
         if self.block_size:
             parts.append(f"B={self.block_size}")
         if self.pinned_tau:
@@ -111,7 +116,7 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
     tpots = [(t.e2e_s - t.ttft_s) / (n - 1) for t, n in zip(timings, outs) if n > 1]
     ttfts = [t.ttft_s * 1e3 for t in timings]
     return RunResult(
-        mode=mode.label, algorithm=mode.name, block_size=mode.block_size, pinned_tau=mode.pinned_tau,
+        mode=mode.label, algorithm=mode.algorithm, block_size=mode.block_size, pinned_tau=mode.pinned_tau,
         lossless=mode.pinned_tau is None, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
         prompt_len=statistics.fmean(t.prompt_len for t in timings), out_len=statistics.fmean(outs), wall_s=wall_s,
         total_tok_s=sum(outs) / wall_s,

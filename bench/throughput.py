@@ -27,7 +27,7 @@ from .backends import BACKENDS, get_backend
 from .prompts import DATASETS, load_prompts, synthetic
 from .record import Mode, RunResult, summarize
 
-MODES = ("ar", "orthrus", "dflash")
+MODES = ("ar", "orthrus", "orthrus-fp8", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "embedded default is a tiny random Qwen3")
     ap.add_argument("--modes", type=strs, default=["ar", "orthrus"], help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
+    ap.add_argument("--fp8-block-sizes", type=ints, default=None,
+                    help="block sizes of the orthrus-fp8 mode (fp8 drafts); default: --block-sizes")
     ap.add_argument("--simulate-tau", type=floats, default=[], help="pin ORTHRUS acceptance at these taus "
                     "(SGLANG_SIMULATE_ACC_LEN; not lossless); default: the model's own")
     ap.add_argument("--dflash-tau", type=floats, default=[6.49, 9.6], help="DFLASH pinned taus (empty: unpinned)")
@@ -114,8 +116,8 @@ def _check(args) -> list[str]:
     unknown = [m for m in args.modes if m not in MODES]
     if not args.modes or unknown:
         p.append(f"--modes must list some of {', '.join(MODES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    if "orthrus" in args.modes:
-        if not args.block_sizes or min(args.block_sizes) < 2:
+    if "orthrus" in args.modes or "orthrus-fp8" in args.modes:
+        if not args.block_sizes or min(args.block_sizes + (args.fp8_block_sizes or [])) < 2:
             p.append("--block-sizes must list block sizes >= 2")
         elif args.simulate_tau and not (1 <= min(args.simulate_tau) and max(args.simulate_tau) <= min(args.block_sizes)):
             p.append("--simulate-tau values must be in [1, smallest block size]")
@@ -146,8 +148,11 @@ def _check(args) -> list[str]:
 def build_modes(args) -> list[Mode]:
     """AR first: every other mode's speedup and output check refer to it."""
     modes = [Mode("AR")] if "ar" in args.modes else []
-    if "orthrus" in args.modes:
-        modes += [Mode("ORTHRUS", b, tau) for b in args.block_sizes for tau in (args.simulate_tau or [None])]
+    for fp8 in (False, True):
+        if ("orthrus-fp8" if fp8 else "orthrus") in args.modes:
+            sizes = (args.fp8_block_sizes or args.block_sizes) if fp8 else args.block_sizes
+            modes += [Mode("ORTHRUS", b, tau, fp8_drafts=fp8) for b in sizes
+                      for tau in (args.simulate_tau or [None])]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau) for tau in (args.dflash_tau or [None])]
     return modes

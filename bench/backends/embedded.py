@@ -55,10 +55,21 @@ class EmbeddedBackend:
                 path, self.model_name = write_tiny_checkpoint(Path(tmp) / TINY, **shape), "tiny random Qwen3"
             first = Engine(path, device=self.device, dtype=DTYPES[self.dtype], max_batch_size=1)
         self.model, self.tokenizer = first.model, first.tokenizer
+        self._fp8_model = None
 
-    def new_engine(self, block_size: int, slots: int, seq_len: int) -> Engine:
-        return Engine(model=self.model, tokenizer=self.tokenizer, block_size=block_size, max_batch_size=slots,
+    def new_engine(self, block_size: int, slots: int, seq_len: int, fp8_drafts: bool = False) -> Engine:
+        model = self.fp8_model() if fp8_drafts else self.model
+        return Engine(model=model, tokenizer=self.tokenizer, block_size=block_size, max_batch_size=slots,
                       max_seq_len=seq_len)
+
+    def fp8_model(self):
+        """A second model whose draft pass reads fp8 weights (emulated); the plain one stays as it is."""
+        if self._fp8_model is None:
+            import copy
+
+            self._fp8_model = copy.deepcopy(self.model)
+            self._fp8_model.quantize_drafts()
+        return self._fp8_model
 
     def describe(self) -> dict:
         c = self.model.config
@@ -87,13 +98,14 @@ class EmbeddedSession:
         self._backend = backend
         self._ar = mode.name == "AR"
         self._block = 1 if self._ar else mode.block_size  # AR rows need no room for a verify block
-        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len)
+        self._fp8 = mode.fp8_drafts
+        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._fp8)
 
     def _engine_for(self, concurrency: int, seq_len: int) -> Engine:
         e = self._engine
         if e.cache.num_slots >= concurrency and e.max_seq_len >= seq_len:
             return e
-        return self._backend.new_engine(self._block, concurrency, seq_len)
+        return self._backend.new_engine(self._block, concurrency, seq_len, self._fp8)
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
         """Closed loop: a new request is submitted as soon as one finishes."""

@@ -158,6 +158,7 @@ class SGLangBackend:
 
         for key in SIMULATE_ENV:  # the scheduler process reads these at import: set before each start
             os.environ.pop(key, None)
+        os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if mode.fp8_drafts else "0"
         if mode.pinned_tau:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),
                               SGLANG_SIMULATE_ACC_METHOD="match-expected", SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")

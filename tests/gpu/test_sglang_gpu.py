@@ -211,20 +211,47 @@ def test_a_deterministic_orthrus_equals_ar(model, dtype, tiny, tmp_path_factory)
         path, vocab, extra = write_8b_shaped_config(tmp_path_factory.mktemp("q8b")), 151936, dict(load_format="dummy")
     prompts = prompts_for(64, vocab, seed=1)
     outputs = {}
-    for name, spec in [("ar", {}), ("orthrus", dict(speculative_algorithm="ORTHRUS"))]:
+    runs = [("ar", {}), ("orthrus", dict(speculative_algorithm="ORTHRUS"))]
+    if dtype == "bfloat16":  # (f) fp8 drafts (real fp8 GEMMs in bf16): output must not change either
+        runs.append(("orthrus_fp8", dict(speculative_algorithm="ORTHRUS")))
+    for name, spec in runs:
+        os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if name == "orthrus_fp8" else "0"
         engine = launch(path, dtype=dtype, enable_deterministic_inference=True, **extra, **spec)
         try:
             outputs[name] = run(engine, prompts, 64)[0]
         finally:
             engine.shutdown()
-    same = report(f"(a) {model} {dtype} deterministic, ORTHRUS vs AR", outputs["ar"], outputs["orthrus"])
+            os.environ.pop("ORTHRUS_FP8_DRAFTS")
     dump_dir = os.environ.get("ORTHRUS_GPU_REPORT_DIR")
     if dump_dir:  # the raw sequences, to examine the differing ones off the GPU host
         Path(dump_dir, f"a_{model}_{dtype}.json").write_text(json.dumps({"prompts": prompts, **outputs}))
-    if model == "tiny" and dtype != "float32":
-        assert_near_ties(f"(a) tiny {dtype}", path, prompts, outputs["ar"], outputs["orthrus"], dtype)
-    else:
-        assert same >= 0.99 * 64
+    for name in outputs.keys() - {"ar"}:
+        same = report(f"(a) {model} {dtype} deterministic, {name} vs AR", outputs["ar"], outputs[name])
+        if model == "tiny" and dtype != "float32":
+            assert_near_ties(f"(a) tiny {dtype} {name}", path, prompts, outputs["ar"], outputs[name], dtype)
+        else:
+            assert same >= 0.99 * 64, name
+
+
+def test_f_fp8_drafts_cuda_graphs_on_off_same_drafts(tiny):
+    """(f) fp8 drafts, bf16: CUDA graphs on and off give the same tokens and the same drafts."""
+    prompts = prompts_for(32, 260, shared_prefix=24)
+    results = {}
+    os.environ["ORTHRUS_FP8_DRAFTS"] = "1"
+    try:
+        for name, extra in [("graphs", {}), ("eager", dict(disable_cuda_graph=True))]:
+            engine = launch(tiny, dtype="bfloat16", speculative_algorithm="ORTHRUS",
+                            enable_deterministic_inference=True, **extra)
+            try:
+                results[name] = run(engine, prompts, 48)
+            finally:
+                engine.shutdown()
+    finally:
+        os.environ.pop("ORTHRUS_FP8_DRAFTS")
+    (on_tokens, on_hists), (off_tokens, off_hists) = results["graphs"], results["eager"]
+    report("(f) fp8 drafts, graphs on vs off, tokens", on_tokens, off_tokens)
+    assert on_tokens == off_tokens and on_hists == off_hists
+    assert sum(sum(h[1:]) for h in on_hists) > 0, "the test needs accepted drafts"
 
 
 @pytest.fixture(scope="module")
