@@ -28,6 +28,7 @@ from sglang.srt.layers.rotary_embedding import get_rope
 from sglang.srt.layers.utils import MultiPlatformOp
 from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
 from sglang.srt.model_executor.forward_batch_info import ForwardBatch, PPProxyTensors
+from sglang.srt.model_executor.forward_context import get_req_to_token_pool, get_token_to_kv_pool
 from sglang.srt.model_loader.weight_utils import default_weight_loader
 from sglang.srt.models.qwen2 import Qwen2MLP
 from sglang.srt.models.utils import apply_qk_norm
@@ -106,7 +107,7 @@ class OrthrusAttention(nn.Module):
     def _block_attention(self, q, k, v, forward_batch: ForwardBatch, layer: RadixAttention, causal: bool):
         """Both passes of an ORTHRUS step on CUDA: store the block's K/V into its verify slots, then
         attend prefix + block with block_attention (device-only metadata; see block_attention.py)."""
-        pool = forward_batch.token_to_kv_pool
+        pool = get_token_to_kv_pool()
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         pool.set_kv_buffer(layer, forward_batch.out_cache_loc, k, v, layer.k_scale, layer.v_scale)
@@ -118,7 +119,7 @@ class OrthrusAttention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         out = block_attention(
             q, k_buffer.view(-1, self.num_kv_heads, self.head_dim), v_buffer.view(-1, self.num_kv_heads, self.head_dim),
-            forward_batch.req_to_token_pool.req_to_token, forward_batch.req_pool_indices, forward_batch.seq_lens,
+            get_req_to_token_pool().req_to_token, forward_batch.req_pool_indices, forward_batch.seq_lens,
             block_size=q.shape[0] // bs, causal=causal, sm_scale=layer.scaling,
             num_splits=block_attention_splits(bs, self.num_kv_heads, q.device))
         return out.view(-1, self.num_heads * self.head_dim)
