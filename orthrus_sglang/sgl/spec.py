@@ -33,8 +33,8 @@ class OrthrusSpecAlgo(CustomSpecAlgo):
 
         from .options import use_block_attention
 
-        block_size = getattr(get_global_server_args(), "speculative_num_draft_tokens", None)
-        if use_block_attention() and block_size:  # no host wait per step (future_map.py)
+        block_size = use_block_attention() and get_global_server_args().speculative_num_draft_tokens
+        if block_size:  # block_attention reads no host lengths: no host wait per step (future_map.py)
             from .future_map import OrthrusFutureMap
 
             return OrthrusFutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay,
