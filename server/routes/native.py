@@ -81,7 +81,7 @@ async def generate(request: Request):
         if stats is not None:
             meta.update(spec_verify_ct=stats.num_steps, spec_accept_length=round(stats.tau, 4),
                         spec_accept_histogram=stats.accept_length_histogram,
-                        orthrus=stats.to_json(state.settings.step_cost))
+                        orthrus=stats.to_json())
         return {"text": text, "output_ids": list(ids), "meta_info": meta}
 
     if sp.max_new_tokens == 0:  # the frontend's prefix-cache calls: nothing to generate

@@ -39,14 +39,14 @@ def _model_card(state) -> dict:
             "backend": state.backend.kind}
 
 
-def _orthrus(state, results: list[SeqResult]) -> dict | None:
+def _orthrus(results: list[SeqResult]) -> dict | None:
     stats = merge_all([r.stats for r in results])
-    return stats.to_json(state.settings.step_cost) if stats else None
+    return stats.to_json() if stats else None
 
 
-def _choice_extra(state, body, r: SeqResult) -> dict:
+def _choice_extra(body, r: SeqResult) -> dict:
     """Per-choice additions: the choice's own Orthrus stats, and its token ids when asked for."""
-    extra = {"orthrus": r.stats.to_json(state.settings.step_cost)} if r.stats else {}
+    extra = {"orthrus": r.stats.to_json()} if r.stats else {}
     return {**extra, "token_ids": r.token_ids} if body.return_token_ids else extra
 
 
@@ -64,13 +64,13 @@ async def chat_completions(request: Request):
     rid, created, model = new_id("chatcmpl"), now_s(), state.settings.model_id
 
     def choice_extra(r: SeqResult) -> dict:
-        return _choice_extra(state, body, r)
+        return _choice_extra(body, r)
 
     def render_json(results: list[SeqResult]) -> dict:
         choices = [{"index": r.index, "message": {"role": "assistant", "content": r.text},
                     "finish_reason": r.finish_reason, "logprobs": None, **choice_extra(r)} for r in results]
         return {"id": rid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
-                "usage": usage([prompt], results), "orthrus": _orthrus(state, results)}
+                "usage": usage([prompt], results), "orthrus": _orthrus(results)}
 
     async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
         def chunk(choices: list, **extra) -> bytes:
@@ -84,11 +84,11 @@ async def chat_completions(request: Request):
                 delta = {"content": ev.text, **({"token_ids": ev.token_ids} if body.return_token_ids else {})}
                 yield chunk([{"index": ev.index, "delta": delta, "finish_reason": None}])
             if ev.finish_reason is not None:
-                stats = {"orthrus": ev.stats.to_json(state.settings.step_cost)} if ev.stats else {}
+                stats = {"orthrus": ev.stats.to_json()} if ev.stats else {}
                 yield chunk([{"index": ev.index, "delta": {}, "finish_reason": ev.finish_reason}], **stats)
         if body.include_usage:
             results = list(gen.results.values())
-            yield chunk([], usage=usage([prompt], results), orthrus=_orthrus(state, results))
+            yield chunk([], usage=usage([prompt], results), orthrus=_orthrus(results))
         yield DONE
 
     return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
@@ -109,13 +109,13 @@ async def completions(request: Request):
     rid, created, model = new_id("cmpl"), now_s(), state.settings.model_id
 
     def choice_extra(r: SeqResult) -> dict:
-        return _choice_extra(state, body, r)
+        return _choice_extra(body, r)
 
     def render_json(results: list[SeqResult]) -> dict:
         choices = [{"index": r.index, "text": r.text, "finish_reason": r.finish_reason, "logprobs": None,
                     **choice_extra(r)} for r in results]
         return {"id": rid, "object": "text_completion", "created": created, "model": model, "choices": choices,
-                "usage": usage(prompts, results), "orthrus": _orthrus(state, results)}
+                "usage": usage(prompts, results), "orthrus": _orthrus(results)}
 
     async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
         def chunk(choices: list, **extra) -> bytes:
@@ -128,11 +128,11 @@ async def completions(request: Request):
                 c = {"index": ev.index, "text": ev.text, "finish_reason": finish, "logprobs": None}
                 if body.return_token_ids:
                     c["token_ids"] = ev.token_ids
-                stats = {"orthrus": ev.stats.to_json(state.settings.step_cost)} if finish and ev.stats else {}
+                stats = {"orthrus": ev.stats.to_json()} if finish and ev.stats else {}
                 yield chunk([c], **stats)
         if body.include_usage:
             results = list(gen.results.values())
-            yield chunk([], usage=usage(prompts, results), orthrus=_orthrus(state, results))
+            yield chunk([], usage=usage(prompts, results), orthrus=_orthrus(results))
         yield DONE
 
     return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
