@@ -143,10 +143,21 @@ class OrthrusForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, cache: KVCache, batch: ForwardBatch, view: View = "ar",
                 logit_rows: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids: long [bs, T]. Returns logits [bs, T, V], or [bs, 1, V] at ``logit_rows`` (long [bs])."""
+        x = self.hidden_states(input_ids, cache, batch, view)
+        if logit_rows is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
+        return self.logits(x)
+
+    @torch.inference_mode()
+    def hidden_states(self, input_ids: torch.Tensor, cache: KVCache, batch: ForwardBatch,
+                      view: View = "ar") -> torch.Tensor:
+        """The last layer's output before the final norm, [bs, T, hidden]: feed rows of it to ``logits``."""
         x = self.model.embed_tokens(input_ids)
         rope = self.model.rotary_emb(x, batch.positions)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, rope, cache, i, batch, view)
-        if logit_rows is not None:
-            x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
-        return self.lm_head(self.model.norm(x))
+        return x
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.model.norm(hidden))
