@@ -136,8 +136,9 @@ class NativeSamplingParams(Strict):
 
 # One dict for every prompt, or a list with one per prompt. The tags are body.py's type tags,
 # left out of error locations: a bad field reads "sampling_params[1].regex".
-OneOrPerPrompt = Annotated[Annotated[NativeSamplingParams, Tag("dict")] | Annotated[list[NativeSamplingParams], Tag("list")],
-                           Discriminator(lambda v: "list" if isinstance(v, list) else "dict")]
+OneOrPerPrompt = Annotated[
+    Annotated[NativeSamplingParams, Tag("dict")] | Annotated[list[NativeSamplingParams], Tag("list")],
+    Discriminator(lambda v: "list" if isinstance(v, list) else "dict")]
 
 
 def _ints(v) -> bool:

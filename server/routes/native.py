@@ -99,12 +99,11 @@ async def generate(request: Request):
 
         return EventStream(frames())
 
-    specs = [SeqSpec(i, GenRequest(prompt_ids=j.prompt_ids, max_new_tokens=b, temperature=j.params.temperature_or_default,
-                                   top_p=j.params.top_p_or_default, top_k=j.params.top_k_or_off,
-                                   seed=j.params.sampling_seed, stop_token_ids=tuple(j.params.stop_token_ids or ()),
-                                   ignore_eos=bool(j.params.ignore_eos), ar_only=j.params.ar_only,
-                                   logprobs=j.logprobs), j.params.stop or [], j.params.skip_special)
-             for i, (j, b) in enumerate(zip(jobs, budgets))]
+    specs = [SeqSpec(i, GenRequest(prompt_ids=j.prompt_ids, max_new_tokens=b, temperature=sp.temperature_or_default,
+                                   top_p=sp.top_p_or_default, top_k=sp.top_k_or_off, seed=sp.sampling_seed,
+                                   stop_token_ids=tuple(sp.stop_token_ids or ()), ignore_eos=bool(sp.ignore_eos),
+                                   ar_only=sp.ar_only, logprobs=j.logprobs), sp.stop or [], sp.skip_special)
+             for i, (j, sp, b) in enumerate(zip(jobs, [j.params for j in jobs], budgets))]
 
     def render_json(results: list[SeqResult]):
         objs = [one(i, r.text, r.token_ids, r.finish_reason, r.stats, r.logprobs, r.prompt_logprobs)

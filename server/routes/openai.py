@@ -162,7 +162,8 @@ async def completions(request: Request):
 
         async for ev in _chain(first, rest):
             finish = ev.finish_reason
-            echo, echo_lps = ("", None) if ev.index in offsets else opening(ev.index, gen.results[ev.index].prompt_logprobs)
+            started = ev.index in offsets
+            echo, echo_lps = ("", None) if started else opening(ev.index, gen.results[ev.index].prompt_logprobs)
             if echo or ev.text or finish is not None or ((body.return_token_ids or want) and ev.token_ids):
                 lps = logprobs(ev.index, ev.token_ids, ev.logprobs)
                 c = {"index": ev.index, "text": echo + ev.text, "finish_reason": finish,

@@ -84,8 +84,9 @@ CASES = [
      "`return_hidden_states` = True is not supported", "return_hidden_states"),
     ("native: logprob_start_len past the prompt", GEN, {"text": "ab", "return_logprob": True, "logprob_start_len": 9},
      400, "`logprob_start_len` = 9 is higher than the number of input tokens (2)", "logprob_start_len"),
-    ("native: logprob token id out of vocab", GEN, {"text": "a", "return_logprob": True, "token_ids_logprob": [1, 10**6]},
-     400, "outside the vocabulary", "token_ids_logprob"),
+    ("native: logprob token id out of vocab", GEN,
+     {"text": "a", "return_logprob": True, "token_ids_logprob": [1, 10**6]}, 400, "outside the vocabulary",
+     "token_ids_logprob"),
     ("native: bad sampling type", GEN, {"text": "a", "sampling_params": {"temperature": "hot"}}, 400,
      "valid number", "sampling_params.temperature"),
 ]
