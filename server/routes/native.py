@@ -45,7 +45,9 @@ async def get_server_info(request: Request):
     live = state.live.snapshot()
     return {"model_path": info.model_path, "context_length": info.max_seq_len, "backend": state.backend.kind,
             "speculative_algorithm": "ORTHRUS", "speculative_num_draft_tokens": info.block_size,
-            "avg_spec_accept_length": live["tau"], "version": "orthrus-gateway"}
+            "avg_spec_accept_length": live["tau"], "version": "orthrus-gateway",
+            # where SGLang keeps it: sglang.bench_serving reports it as "Accept length"
+            "internal_states": [{"avg_spec_accept_length": live["tau"]}]}
 
 
 @router.post("/flush_cache")
