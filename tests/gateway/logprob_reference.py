@@ -54,7 +54,7 @@ def expected_select(forward, tokenizer, prompt: str, choices: list[str]) -> tupl
     return choices[int(np.argmax(means))], means
 
 
-def check_generation(forward, tokenizer, prompt: str, got: dict, *, start: int, top: int) -> None:
+def check_generation(forward, tokenizer, prompt: str, got: dict, *, start: int, top: int, tol: float = 1e-4) -> None:
     """The client's gen with return_logprob: output, top and prompt logprobs against the forward."""
     prompt_ids = tokenizer.encode(prompt)
     out_ids = [t for _, t, _ in got["output_token_logprobs"]]
@@ -64,10 +64,10 @@ def check_generation(forward, tokenizer, prompt: str, got: dict, *, start: int, 
     for j, (value, token, text) in enumerate(got["output_token_logprobs"]):
         row = lp[len(prompt_ids) - 1 + j]
         assert token == row.argmax().item()  # greedy
-        assert abs(value - row[token].item()) < 1e-4 and text == tokenizer.decode([token])
+        assert abs(value - row[token].item()) < tol and text == tokenizer.decode([token])
         assert [t for _, t, _ in got["output_top_logprobs"][j]] == row.topk(top).indices.tolist()
     expected_in = token_logprobs(forward, prompt_ids)[start:]
     expected_in[0] = None  # SGLang reports no logprob for the first scored prompt position
     assert [t for _, t, _ in got["input_token_logprobs"]] == prompt_ids[start:]
     for (value, _, _), want in zip(got["input_token_logprobs"], expected_in):
-        assert (value is None and want is None) or abs(value - want) < 1e-4
+        assert (value is None and want is None) or abs(value - want) < tol

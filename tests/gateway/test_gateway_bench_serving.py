@@ -34,8 +34,11 @@ def gateway_url(tiny_ckpt):
 
 @pytest.fixture(scope="module")
 def sharegpt(tmp_path_factory):
+    return write_sharegpt(tmp_path_factory.mktemp("bench") / "sharegpt.json")
+
+
+def write_sharegpt(path):
     """A ShareGPT-format file: `--dataset-name random` cuts its prompts from the first turns."""
-    path = tmp_path_factory.mktemp("bench") / "sharegpt.json"
     path.write_text(json.dumps([{"conversations": [
         {"from": "human", "value": f"Question {i}: what does the cat on mat number {i} do all day?"},
         {"from": "gpt", "value": f"The cat on mat {i} sleeps."}]} for i in range(2 * NUM_PROMPTS)]))
@@ -48,14 +51,11 @@ def served(url: str, route: str) -> float:
                if s.name == "orthrus_requests_total" and s.labels == {"route": route, "status": "200"})
 
 
-@pytest.mark.parametrize("backend, route", [("sglang", "generate"), ("sglang-oai", "completions"),
-                                            ("sglang-oai-chat", "chat")])
-def test_bench_serving_completes_every_request(gateway_url, tiny_ckpt, sharegpt, tmp_path, backend, route):
-    before = served(gateway_url, route)
-    out = tmp_path / "result.jsonl"
+def run_bench(url: str, backend: str, tokenizer, dataset, out) -> dict:
+    """One `python -m sglang.bench_serving` run; its result line."""
     run = subprocess.run(
-        [sys.executable, "-m", "sglang.bench_serving", "--backend", backend, "--base-url", gateway_url,
-         "--dataset-name", "random", "--dataset-path", str(sharegpt), "--tokenizer", str(tiny_ckpt),
+        [sys.executable, "-m", "sglang.bench_serving", "--backend", backend, "--base-url", url,
+         "--dataset-name", "random", "--dataset-path", str(dataset), "--tokenizer", str(tokenizer),
          "--num-prompts", str(NUM_PROMPTS), "--random-input-len", str(INPUT_LEN),
          "--random-output-len", str(OUTPUT_LEN), "--random-range-ratio", "1", "--seed", "0",
          "--output-file", str(out), "--disable-tqdm"],
@@ -64,5 +64,13 @@ def test_bench_serving_completes_every_request(gateway_url, tiny_ckpt, sharegpt,
     result = json.loads(out.read_text().splitlines()[-1])
     assert result["completed"] == NUM_PROMPTS, run.stdout[-3000:]
     assert result["total_output_tokens"] == NUM_PROMPTS * OUTPUT_LEN  # ignore_eos: every request ran to length
+    return result
+
+
+@pytest.mark.parametrize("backend, route", [("sglang", "generate"), ("sglang-oai", "completions"),
+                                            ("sglang-oai-chat", "chat")])
+def test_bench_serving_completes_every_request(gateway_url, tiny_ckpt, sharegpt, tmp_path, backend, route):
+    before = served(gateway_url, route)
+    result = run_bench(gateway_url, backend, tiny_ckpt, sharegpt, tmp_path / "result.jsonl")
     assert served(gateway_url, route) - before == NUM_PROMPTS + 1  # and its warm-up request
     assert result["accept_length"] >= 1.0  # the gateway's measured tau, from /server_info's internal_states
