@@ -29,8 +29,8 @@ class SamplingParams:
         def bad(msg: str):
             raise ValueError(f"invalid sampling parameters: {msg}")
 
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            bad(f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 0:
+            bad(f"max_new_tokens must be an integer >= 0 (0: prefill only), got {self.max_new_tokens!r}")
         if not isinstance(self.temperature, (int, float)) or not 0.0 <= float(self.temperature) <= 100.0:
             bad(f"temperature must be a number in [0, 100], got {self.temperature!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:

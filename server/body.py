@@ -41,8 +41,8 @@ def validation_message(err: ValidationError) -> tuple[str, str | None]:
     if kind == "missing":
         return f"Missing required parameter: '{param}'.", param
     msg = first["msg"].removeprefix("Value error, ")
-    if param is None:
-        return f"Invalid request body: {msg}", None
+    if param is None or msg.startswith(f"`{param.rsplit('.', 1)[-1]}`"):  # the message names its field already
+        return (f"Invalid request body: {msg}" if param is None else msg), param
     return f"Invalid value for '{param}': {msg}", param
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .backends.base import BackendError, GenRequest
 from .detok import TextAssembler
+from .logprobs import TokenLogprob
 from .state import GatewayState
 from .stats import OrthrusStats
 
@@ -35,6 +36,7 @@ class SeqEvent:
     stats: OrthrusStats | None
     text_len: int = 0  # released text so far, this event's included (results may run ahead of the queue)
     num_tokens: int = 0  # tokens so far, this event's included
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # of token_ids, when asked for
 
 
 @dataclass
@@ -44,6 +46,8 @@ class SeqResult:
     token_ids: list[int] = field(default_factory=list)
     finish_reason: str | None = None
     stats: OrthrusStats | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # one per token id, when asked for
+    prompt_logprobs: list[TokenLogprob] | None = None  # when asked for
 
 
 class Generation:
@@ -96,13 +100,17 @@ class Generation:
                     self.state.live.on_chunk(len(chunk.token_ids), steps - last_steps)
                     last_steps = steps
                     finished = chunk.finish_reason is not None
+                    new_logprobs = list(chunk.logprobs or [])
+                    result.logprobs += new_logprobs
+                    if chunk.prompt_logprobs is not None:
+                        result.prompt_logprobs = list(chunk.prompt_logprobs)
                     delta = text.push(chunk.token_ids, finished)
                     finish = "stop" if text.stopped else chunk.finish_reason
                     result.text = text.text
                     result.stats = chunk.stats or result.stats
                     result.finish_reason = finish
                     self._queue.put_nowait(SeqEvent(spec.index, delta, list(chunk.token_ids), finish, result.stats,
-                                                    len(text.text), len(text.token_ids)))
+                                                    len(text.text), len(text.token_ids), new_logprobs))
                     if finish is not None:
                         return  # a stop string may end it early: leaving `async with` aborts the rest
             raise BackendError(502, "The backend ended a sequence without finishing it.")

@@ -1,7 +1,7 @@
 """Request schemas for the OpenAI subset we serve. Pydantic stays here, at the edge.
 
 Strict: unknown fields and wrong types are 400s (as OpenAI does), and features we do not
-implement (logprobs, tools, penalties, ...) are refused by name rather than silently ignored.
+implement (tools, penalties, suffix, ...) are refused by name rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ MAX_N = 16
 MAX_SEQUENCES_PER_REQUEST = 64  # n x prompts
 MAX_STOP_STRINGS = 4
 MAX_SEED = 2**63 - 1
+MAX_TOP_LOGPROBS = 20
 
 
 class Strict(BaseModel):
@@ -126,7 +127,7 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=1, le=2**31 - 1)
     response_format: dict | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     tools: list | None = None
     tool_choice: Any = None
     parallel_tool_calls: bool | None = None
@@ -135,8 +136,8 @@ class ChatCompletionRequest(SamplingFields):
     def _chat(self):
         if self.response_format not in (None, {"type": "text"}):
             raise ValueError("only response_format {'type': 'text'} is supported")
-        _unsupported("logprobs", self.logprobs, False)
-        _unsupported("top_logprobs", self.top_logprobs, 0)
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("`top_logprobs` requires `logprobs` to be true")
         _unsupported("tools", self.tools)
         _unsupported("tool_choice", self.tool_choice, "none")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
@@ -163,8 +164,9 @@ Prompt = str | list[int]
 
 class CompletionRequest(SamplingFields):
     prompt: list[Prompt]
+    max_tokens: int | None = Field(None, ge=0, le=2**31 - 1)  # 0 only with echo (scores the prompt)
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     best_of: int | None = None
     suffix: str | None = None
 
@@ -183,9 +185,6 @@ class CompletionRequest(SamplingFields):
 
     @model_validator(mode="after")
     def _completion(self):
-        if self.echo:
-            raise ValueError("`echo` is not supported by this server")
-        _unsupported("logprobs", self.logprobs)
         _unsupported("suffix", self.suffix)
         if self.best_of is not None and self.best_of != self.n:
             raise ValueError("`best_of` different from `n` is not supported by this server")

@@ -64,20 +64,16 @@ class OrthrusStats:
                             _add(a.accept_length_histogram, b.accept_length_histogram),
                             tau_from_tokens=a.tau_from_tokens or b.tau_from_tokens)
 
-    def to_json(self, step_cost: float) -> dict:
-        tau = self.tau
+    def to_json(self) -> dict:
         return {
             "steps": self.num_steps,
             "tokens": self.num_tokens,
-            "tau": round(tau, 4),
+            "tau": round(self.tau, 4),
             "block_size": self.block_size,
             "accepted_per_position": self.accepted_per_position,
             "acceptance_rate_per_position": [round(a / self.num_steps, 4) if self.num_steps else 0.0
                                              for a in self.accepted_per_position],
             "accept_length_histogram": self.accept_length_histogram,
-            # AR emits one token per forward pass; an Orthrus step emits tau tokens for about
-            # `step_cost` AR-pass costs (draft + verify), so tau / step_cost estimates the speedup.
-            "ar_equivalent_speedup": round(tau / step_cost, 4),
         }
 
 

@@ -68,7 +68,7 @@ def test_duplicate_request_id_is_refused(tiny_qwen3):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(max_new_tokens=0), "max_new_tokens must be an integer >= 1"),
+    (dict(max_new_tokens=-1), "max_new_tokens must be an integer >= 0"),
     (dict(temperature=-1), "temperature"),
     (dict(top_p=0.0), "top_p must be in"),
     (dict(top_k=-2), "top_k must be an integer >= 0"),

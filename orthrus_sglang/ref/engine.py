@@ -10,13 +10,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from ..accept import greedy_accept, rejection_accept
+from ..logprobs import LogprobRequest, TokenLogprob, token_logprobs
 from ..sampling import SamplingParams, filtered_probs, sample_from
 from ..stats import DecodeStats
 from .loader import load_config, load_model, resolve_model_dir
@@ -24,6 +25,9 @@ from .model import ForwardBatch, OrthrusForCausalLM
 from .request import Request
 
 DEFAULT_MAX_SEQ_LEN = 4096
+
+# Prompt logprob rows go through lm_head this many at a time (bounds the [rows, V] logits).
+PROMPT_LOGPROB_CHUNK = 512
 
 # Test hook: (requests, drafts long [bs, B-1]) -> drafts to verify instead. Greedy only.
 DraftHook = Callable[[list[Request], torch.Tensor], torch.Tensor]
@@ -36,6 +40,17 @@ class StepOutput:
     finished: bool
     finish_reason: str | None
     stats: DecodeStats
+    logprobs: list[TokenLogprob] | None = None  # one per new token, when the request asked for them
+    prompt_logprobs: list[TokenLogprob] | None = None  # on the prefill's output, when asked for
+
+
+@dataclass
+class _Emitted:
+    """What one engine step emits, by request id."""
+
+    tokens: dict[str, list[int]] = field(default_factory=dict)
+    logprobs: dict[str, list[TokenLogprob]] = field(default_factory=dict)
+    prompt_logprobs: dict[str, list[TokenLogprob]] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +59,8 @@ class GenerationResult:
     token_ids: list[int]
     finish_reason: str
     stats: DecodeStats
+    logprobs: list[TokenLogprob] | None = None
+    prompt_logprobs: list[TokenLogprob] | None = None
 
 
 class Engine:
@@ -77,7 +94,12 @@ class Engine:
 
     # ---- request lifecycle -------------------------------------------------------------
     def add_request(self, prompt_ids: Sequence[int], params: SamplingParams | None = None, *,
-                    request_id: str | None = None, ar_only: bool = False) -> str:
+                    request_id: str | None = None, ar_only: bool = False,
+                    logprobs: LogprobRequest | None = None) -> str:
+        """Queue a request. max_new_tokens 0 runs only the prefill (for prompt logprobs) and emits nothing.
+
+        ``logprobs``: report AR log-probabilities (see orthrus_sglang.logprobs) with every output.
+        """
         params = params or SamplingParams()
         prompt_ids = [int(t) for t in prompt_ids]
         if not prompt_ids:
@@ -87,6 +109,12 @@ class Engine:
         if len(prompt_ids) + params.max_new_tokens > self.max_seq_len:
             raise ValueError(f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({params.max_new_tokens}) "
                              f"exceeds the context length {self.max_seq_len}")
+        if logprobs is not None:
+            if logprobs.prompt_start is not None and logprobs.prompt_start > len(prompt_ids):
+                raise ValueError(f"the prompt logprob start {logprobs.prompt_start} is past the end of the prompt "
+                                 f"({len(prompt_ids)} tokens)")
+            if logprobs.token_ids and not all(0 <= t < self.config.vocab_size for t in logprobs.token_ids):
+                raise ValueError(f"logprob token ids must be in [0, {self.config.vocab_size})")
         request_id = request_id or uuid.uuid4().hex
         if request_id in self.running or any(r.request_id == request_id for r in self.waiting):
             raise ValueError(f"request id {request_id!r} is already in use")
@@ -95,7 +123,7 @@ class Engine:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
         stats = DecodeStats(block_size=1 if ar_only else self.block_size)
-        self.waiting.append(Request(request_id, prompt_ids, params, ar_only, stats, generator))
+        self.waiting.append(Request(request_id, prompt_ids, params, ar_only, stats, generator, logprobs=logprobs))
         return request_id
 
     def abort(self, request_id: str) -> bool:
@@ -125,7 +153,7 @@ class Engine:
     def step(self) -> list[StepOutput]:
         decoding = list(self.running.values())
         admitted = self._admit()
-        emitted: dict[str, list[int]] = {}
+        emitted = _Emitted()
         if admitted:
             self._prefill(admitted, emitted)
         orthrus = [r for r in decoding if not r.ar_only]
@@ -135,9 +163,10 @@ class Engine:
         if ar:
             self._ar_step(ar, emitted)
         outputs = []
-        for request_id, tokens in emitted.items():
+        for request_id, tokens in emitted.tokens.items():
             req = self.running[request_id]
-            outputs.append(StepOutput(request_id, tokens, req.finished, req.finish_reason, req.stats))
+            outputs.append(StepOutput(request_id, tokens, req.finished, req.finish_reason, req.stats,
+                                      emitted.logprobs.get(request_id), emitted.prompt_logprobs.get(request_id)))
             if req.finished:
                 self.free_slots.append(self.running.pop(request_id).slot)
         return outputs
@@ -156,27 +185,33 @@ class Engine:
         return ForwardBatch(slots=self._tensor([r.slot for r in reqs]), cached_lens=self._tensor(lens),
                             num_tokens=num_tokens)
 
-    def _prefill(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+    def _prefill(self, reqs: list[Request], emitted: _Emitted) -> None:
         """A plain AR pass over right-padded prompts; padding lands past each row's length and is masked."""
         lengths = [len(r.prompt_ids) for r in reqs]
         ids = torch.zeros(len(reqs), max(lengths), dtype=torch.long)
         for i, r in enumerate(reqs):
             ids[i, : lengths[i]] = torch.tensor(r.prompt_ids)
         batch = self._batch(reqs, max(lengths), cached_lens=[0] * len(reqs))
-        logits = self.model(ids.to(self.device), self.cache, batch, "ar", logit_rows=self._tensor(lengths) - 1)
+        hidden = self.model.hidden_states(ids.to(self.device), self.cache, batch, "ar")
+        rows = torch.arange(len(reqs), device=self.device)
+        logits = self.model.logits(hidden[rows, self._tensor(lengths) - 1].unsqueeze(1))
         first = self._choose(reqs, logits)[:, 0].tolist()
-        for r, token in zip(reqs, first):
-            emitted[r.request_id] = r.commit([token], self.eos_token_ids)
+        for i, (r, token) in enumerate(zip(reqs, first)):
+            emitted.tokens[r.request_id] = r.commit([token], self.eos_token_ids)
+            self._score(r, logits[i], emitted)
+            if r.logprobs is not None and r.logprobs.prompt_start is not None:
+                emitted.prompt_logprobs[r.request_id] = self._score_prompt(r, hidden[i])
 
-    def _ar_step(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+    def _ar_step(self, reqs: list[Request], emitted: _Emitted) -> None:
         """The baseline: one AR token per step on the same model, cache and sampler."""
         ids = self._tensor([[r.last_token] for r in reqs])
         logits = self.model(ids, self.cache, self._batch(reqs, 1), "ar")
-        for r, token in zip(reqs, self._choose(reqs, logits)[:, 0].tolist()):
+        for i, (r, token) in enumerate(zip(reqs, self._choose(reqs, logits)[:, 0].tolist())):
             r.stats.record_step(0)
-            emitted[r.request_id] = r.commit([token], self.eos_token_ids)
+            emitted.tokens[r.request_id] = r.commit([token], self.eos_token_ids)
+            self._score(r, logits[i], emitted)
 
-    def _orthrus_step(self, reqs: list[Request], emitted: dict[str, list[int]]) -> None:
+    def _orthrus_step(self, reqs: list[Request], emitted: _Emitted) -> None:
         B = self.block_size
         batch = self._batch(reqs, B)
         block = torch.full((len(reqs), B), self.config.mask_token_id, dtype=torch.long, device=self.device)
@@ -188,7 +223,8 @@ class Engine:
         for i, r in enumerate(reqs):
             n = int(num_accepted[i])
             r.stats.record_step(n)
-            emitted[r.request_id] = r.commit(drafts[i, :n].tolist() + [int(bonus[i])], self.eos_token_ids)
+            emitted.tokens[r.request_id] = r.commit(drafts[i, :n].tolist() + [int(bonus[i])], self.eos_token_ids)
+            self._score(r, target_logits[i], emitted)  # verify row j produced emitted token j
 
     def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch):
         """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, for sampled rows, q [bs, B-1, V]."""
@@ -219,6 +255,26 @@ class Engine:
                 num_accepted[i], bonus[i] = n[0], b[0]
         return num_accepted, bonus
 
+    # ---- logprobs ----------------------------------------------------------------------
+    def _score(self, r: Request, logits: torch.Tensor, emitted: _Emitted) -> None:
+        """Logprobs of the tokens r emitted this step; logits [>= n, V]: row j produced token j."""
+        if r.logprobs is None:
+            return
+        tokens = emitted.tokens[r.request_id]
+        temperature = 1.0 if r.params.is_greedy else float(r.params.temperature)
+        emitted.logprobs[r.request_id] = token_logprobs(logits[: len(tokens)], tokens, r.logprobs, temperature)
+
+    def _score_prompt(self, r: Request, hidden: torch.Tensor) -> list[TokenLogprob]:
+        """Prompt positions prompt_start..len-1: None for the first, then row p-1's raw logprob of token p."""
+        start, n = r.logprobs.prompt_start, len(r.prompt_ids)
+        if start >= n:
+            return []
+        out = [TokenLogprob(None)]
+        for lo in range(start, n - 1, PROMPT_LOGPROB_CHUNK):
+            hi = min(lo + PROMPT_LOGPROB_CHUNK, n - 1)
+            out += token_logprobs(self.model.logits(hidden[lo:hi]), r.prompt_ids[lo + 1 : hi + 1], r.logprobs)
+        return out
+
     # ---- sampling ----------------------------------------------------------------------
     def _probs(self, reqs: list[Request], logits: torch.Tensor) -> torch.Tensor:
         p = [r.params for r in reqs]
@@ -242,13 +298,16 @@ class Engine:
 
     # ---- offline API -------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams | Sequence[SamplingParams] | None = None,
-                 *, ar_only: bool = False, on_step: Callable[[StepOutput], None] | None = None) -> list[GenerationResult]:
+                 *, ar_only: bool = False, logprobs: LogprobRequest | None = None,
+                 on_step: Callable[[StepOutput], None] | None = None) -> list[GenerationResult]:
         """Run prompts to completion (other requests in the engine keep being served)."""
         params_list = list(params) if isinstance(params, (list, tuple)) else [params or SamplingParams()] * len(prompts)
         if len(params_list) != len(prompts):
             raise ValueError(f"{len(prompts)} prompts but {len(params_list)} sampling parameter sets")
-        ids = [self.add_request(p, sp, ar_only=ar_only) for p, sp in zip(prompts, params_list)]
+        ids = [self.add_request(p, sp, ar_only=ar_only, logprobs=logprobs) for p, sp in zip(prompts, params_list)]
         tokens: dict[str, list[int]] = {i: [] for i in ids}
+        scored: dict[str, list[TokenLogprob]] = {i: [] for i in ids}
+        prompt_scored: dict[str, list[TokenLogprob] | None] = {}
         done: dict[str, GenerationResult] = {}
         try:
             while len(done) < len(ids):
@@ -256,11 +315,15 @@ class Engine:
                     if out.request_id not in tokens:
                         continue
                     tokens[out.request_id] += out.new_token_ids
+                    scored[out.request_id] += out.logprobs or []
+                    if out.prompt_logprobs is not None:
+                        prompt_scored[out.request_id] = out.prompt_logprobs
                     if on_step is not None:
                         on_step(out)
                     if out.finished:
-                        done[out.request_id] = GenerationResult(out.request_id, tokens[out.request_id],
-                                                                out.finish_reason, out.stats)
+                        done[out.request_id] = GenerationResult(
+                            out.request_id, tokens[out.request_id], out.finish_reason, out.stats,
+                            scored[out.request_id] if logprobs else None, prompt_scored.get(out.request_id))
         finally:
             for request_id in set(ids) - set(done):
                 self.abort(request_id)  # an exception mid-run must not leak slots

@@ -157,15 +157,26 @@ class OrthrusForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, cache: KVCache, batch: ForwardBatch, view: View = "ar",
                 logit_rows: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids: long [bs, T]. Returns logits [bs, T, V], or [bs, 1, V] at ``logit_rows`` (long [bs])."""
+        x = self.hidden_states(input_ids, cache, batch, view)
+        if logit_rows is not None:
+            x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
+        return self.logits(x, view)
+
+    @torch.inference_mode()
+    def hidden_states(self, input_ids: torch.Tensor, cache: KVCache, batch: ForwardBatch,
+                      view: View = "ar") -> torch.Tensor:
+        """The last layer's output before the final norm, [bs, T, hidden]: feed rows of it to ``logits``."""
         x = self.model.embed_tokens(input_ids)
         rope = self.model.rotary_emb(x, batch.positions)
         for i, layer in enumerate(self.model.layers):
             x = layer(x, rope, cache, i, batch, view)
-        if logit_rows is not None:
-            x = x[torch.arange(x.shape[0], device=x.device), logit_rows].unsqueeze(1)
-        if view == "diff" and self.fp8_lm_head is not None:
-            return fp8_linear(self.model.norm(x), self.fp8_lm_head)
-        return self.lm_head(self.model.norm(x))
+        return x
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor, view: View = "ar") -> torch.Tensor:
+        if view == "diff" and self.fp8_lm_head is not None:  # fp8 drafts (quantize_drafts)
+            return fp8_linear(self.model.norm(hidden), self.fp8_lm_head)
+        return self.lm_head(self.model.norm(hidden))
 
     def quantize_drafts(self) -> None:
         """The draft pass reads fp8 (e4m3, per-channel) copies of the MLP, the diffusion attention

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..logprobs import LogprobRequest
 from ..sampling import SamplingParams
 from ..stats import DecodeStats
 
@@ -21,6 +22,7 @@ class Request:
     output_ids: list[int] = field(default_factory=list)
     slot: int | None = None
     finish_reason: str | None = None  # "stop" | "length" | "abort"
+    logprobs: LogprobRequest | None = None  # report AR logprobs of what it emits (and of its prompt)
 
     @property
     def committed_len(self) -> int:

@@ -11,13 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..logprobs import LogprobSpec, TokenLogprob
 from ..stats import OrthrusStats
 
 
 @dataclass(frozen=True)
 class GenRequest:
     prompt_ids: list[int]
-    max_new_tokens: int
+    max_new_tokens: int  # 0: prefill only (prompt logprobs), nothing is generated
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0  # 0 = off
@@ -25,6 +26,7 @@ class GenRequest:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     ar_only: bool = False
+    logprobs: LogprobSpec | None = None  # report logprobs (of every token, and of the prompt when asked)
 
 
 @dataclass
@@ -32,6 +34,8 @@ class GenChunk:
     token_ids: list[int]  # newly committed tokens, in order
     finish_reason: str | None = None  # "stop" | "length" once finished
     stats: OrthrusStats | None = None  # cumulative for the sequence so far, when known
+    logprobs: list[TokenLogprob] | None = None  # one per token in token_ids, when asked for
+    prompt_logprobs: list[TokenLogprob] | None = None  # once (the first chunk), when asked for
 
 
 @dataclass

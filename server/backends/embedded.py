@@ -22,7 +22,7 @@ def resolve_device_dtype(device: str, dtype: str):
 
 
 class _EngineStream(GenStream):
-    def __init__(self, worker: EngineWorker, req: GenRequest, params):
+    def __init__(self, worker: EngineWorker, req: GenRequest, params, logprobs):
         self._worker = worker
         self._id = uuid.uuid4().hex
         self._queue: asyncio.Queue = asyncio.Queue()
@@ -35,7 +35,7 @@ class _EngineStream(GenStream):
             except RuntimeError:
                 pass  # the loop is closed: nobody is listening any more
 
-        worker.submit(self._id, req.prompt_ids, params, req.ar_only, sink)
+        worker.submit(self._id, req.prompt_ids, params, req.ar_only, logprobs, sink)
 
     async def _chunks(self) -> AsyncIterator[GenChunk]:
         while self._open:
@@ -103,6 +103,7 @@ class EmbeddedBackend(Backend):
         return self._info
 
     def generate(self, req: GenRequest) -> GenStream:
+        from orthrus_sglang.logprobs import LogprobRequest
         from orthrus_sglang.sampling import SamplingParams
 
         if self.worker is None or not self.worker.alive:
@@ -111,9 +112,11 @@ class EmbeddedBackend(Backend):
             params = SamplingParams(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_k=req.top_k,
                                     top_p=req.top_p, seed=req.seed, stop_token_ids=tuple(req.stop_token_ids),
                                     ignore_eos=req.ignore_eos)
+            spec = req.logprobs
+            logprobs = None if spec is None else LogprobRequest(spec.top_k, spec.prompt_start, spec.token_ids)
         except ValueError as e:
             raise BackendError(400, str(e))
-        return _EngineStream(self.worker, req, params)
+        return _EngineStream(self.worker, req, params, logprobs)
 
     def load(self) -> tuple[int, int]:
         return (self.worker.running, self.worker.waiting) if self.worker else (0, 0)

@@ -44,8 +44,9 @@ class EngineWorker:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def submit(self, request_id: str, prompt_ids: list[int], params, ar_only: bool, sink: Sink) -> None:
-        self._inbox.put(("add", request_id, prompt_ids, params, ar_only, sink))
+    def submit(self, request_id: str, prompt_ids: list[int], params, ar_only: bool, logprobs, sink: Sink) -> None:
+        """logprobs: an orthrus_sglang.logprobs.LogprobRequest, or None."""
+        self._inbox.put(("add", request_id, prompt_ids, params, ar_only, logprobs, sink))
         self._wake.set()
 
     def abort(self, request_id: str) -> None:
@@ -88,7 +89,7 @@ class EngineWorker:
                     continue
                 # Copy the stats now: the engine keeps mutating its own object.
                 sink(GenChunk(list(out.new_token_ids), out.finish_reason if out.finished else None,
-                              OrthrusStats.from_decode_stats(out.stats)))
+                              OrthrusStats.from_decode_stats(out.stats), out.logprobs, out.prompt_logprobs))
             self._update_load()
 
     def _drain_inbox(self) -> None:
@@ -98,9 +99,10 @@ class EngineWorker:
             except queue.Empty:
                 break
             if cmd[0] == "add":
-                _, request_id, prompt_ids, params, ar_only, sink = cmd
+                _, request_id, prompt_ids, params, ar_only, logprobs, sink = cmd
                 try:
-                    self.engine.add_request(prompt_ids, params, request_id=request_id, ar_only=ar_only)
+                    self.engine.add_request(prompt_ids, params, request_id=request_id, ar_only=ar_only,
+                                            logprobs=logprobs)
                 except ValueError as e:
                     sink(BackendError(400, str(e)))
                     continue

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from ..logprobs import LogprobSpec, TokenLogprob
 from ..settings import GatewaySettings
 from ..stats import OrthrusStats
 from .base import Backend, BackendError, BackendUnavailable, GenChunk, GenRequest, GenStream, Health, ModelInfo
@@ -30,6 +31,18 @@ def sglang_sampling_params(req: GenRequest) -> dict:
     if req.seed is not None:
         params["sampling_seed"] = req.seed
     return params
+
+
+def sglang_logprob_fields(req: GenRequest) -> dict:
+    """The request's logprob asks in SGLang's /generate fields (the gateway detokenizes itself)."""
+    spec = req.logprobs
+    if spec is None:
+        return {}
+    fields = {"return_logprob": True, "top_logprobs_num": spec.top_k,
+              "logprob_start_len": -1 if spec.prompt_start is None else spec.prompt_start}
+    if spec.token_ids:
+        fields["token_ids_logprob"] = list(spec.token_ids)
+    return fields
 
 
 def error_message(resp_body: bytes, status: int) -> str:
@@ -61,7 +74,7 @@ class _SGLangStream(GenStream):
     async def _chunks(self) -> AsyncIterator[GenChunk]:
         b = self._backend
         payload = {"input_ids": self._req.prompt_ids, "sampling_params": sglang_sampling_params(self._req),
-                   "stream": True, "rid": self._rid}
+                   "stream": True, "rid": self._rid, **sglang_logprob_fields(self._req)}
         try:
             async with b.client.stream("POST", "/generate", json=payload) as resp:
                 if resp.status_code != 200:
@@ -77,7 +90,7 @@ class _SGLangStream(GenStream):
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    chunk, received = self._parse(json.loads(data), received, b.block_size)
+                    chunk, received = self._parse(json.loads(data), received, b.block_size, self._req.logprobs)
                     if chunk.finish_reason is not None:
                         self._finished = True
                     yield chunk
@@ -95,19 +108,25 @@ class _SGLangStream(GenStream):
         raise BackendError(502, "SGLang ended the stream before the request finished.")
 
     @staticmethod
-    def _parse(obj: dict, received: int, block_size: int | None) -> tuple[GenChunk, int]:
+    def _parse(obj: dict, received: int, block_size: int | None,
+               spec: LogprobSpec | None = None) -> tuple[GenChunk, int]:
         if "error" in obj:
             raise BackendError(502, f"SGLang reported an error: {error_message(json.dumps(obj).encode(), 500)}")
         ids, meta = obj.get("output_ids") or [], obj.get("meta_info") or {}
         total = meta.get("completion_tokens")
         # SGLang versions differ: streamed output_ids are cumulative by default, incremental with
         # --incremental-streaming-output. completion_tokens (always cumulative) tells them apart.
-        new = ids[received:] if isinstance(total, int) and len(ids) == total >= received else ids
+        cumulative = isinstance(total, int) and len(ids) == total >= received
+        new = ids[received:] if cumulative else ids
         finish = meta.get("finish_reason")
         reason = finish.get("type") if isinstance(finish, dict) else finish
         if reason is not None and reason not in ("stop", "length"):
             raise BackendError(502, f"SGLang ended the request: {finish}")
-        return GenChunk(list(new), reason, OrthrusStats.from_sglang_meta(meta, block_size)), received + len(new)
+        chunk = GenChunk(list(new), reason, OrthrusStats.from_sglang_meta(meta, block_size))
+        if spec is not None:
+            chunk.logprobs, chunk.prompt_logprobs = sglang_logprobs(meta, spec, received if cumulative else 0,
+                                                                    len(new))
+        return chunk, received + len(new)
 
     async def aclose(self) -> None:
         if self._gen is not None:
@@ -203,6 +222,26 @@ class SGLangBackend(Backend):
         if req.ar_only:
             raise BackendError(400, "`ar_only` is only available on the embedded backend.")
         return _SGLangStream(self, req)
+
+
+def sglang_logprobs(meta: dict, spec: LogprobSpec, skip: int, count: int):
+    """(the new tokens' logprobs, the prompt's) from SGLang's meta_info: [logprob, id, text] triples."""
+    def positions(prefix: str, lo: int, hi: int | None) -> list[TokenLogprob]:
+        values = meta.get(f"{prefix}_token_logprobs") or []
+        top = meta.get(f"{prefix}_top_logprobs") if spec.top_k else None
+        by_id = meta.get(f"{prefix}_token_ids_logprobs") if spec.token_ids else None
+        hi = len(values) if hi is None else hi
+        return [TokenLogprob(values[j][0], _pairs(top, j), _pairs(by_id, j)) for j in range(lo, min(hi, len(values)))]
+
+    output = positions("output", skip, skip + count)
+    if len(output) != count:
+        raise BackendError(502, f"SGLang sent logprobs for {len(output)} of {count} new tokens.")
+    return output, positions("input", 0, None)
+
+
+def _pairs(rows: list | None, j: int):
+    row = rows[j] if isinstance(rows, list) and j < len(rows) else None
+    return None if not row else tuple((int(t), float(v)) for v, t, *_ in row)
 
 
 def _load_tokenizer(path: str) -> tuple[object, dict]:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from ..backends.base import BackendError, GenRequest, ModelInfo
 from ..errors import APIError, internal, model_not_found, unavailable
 from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
+from ..logprobs import LogprobSpec
 from ..schemas import MAX_SEED
 from ..sse import DONE, ClientDisconnected, EventStream, frame, until_disconnect
 from ..state import GatewayState, ShuttingDown
@@ -55,7 +56,8 @@ async def model_info(state: GatewayState) -> ModelInfo:
         raise api_error(e)
 
 
-def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: list[str]) -> list[SeqSpec]:
+def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: list[str],
+              logprobs: LogprobSpec | None = None) -> list[SeqSpec]:
     specs = []
     for p, (prompt_ids, max_new) in enumerate(zip(prompts, budgets)):
         for j in range(n):
@@ -64,7 +66,7 @@ def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: 
                              temperature=0.0 if body.temperature is None else body.temperature,
                              top_p=1.0 if body.top_p is None else body.top_p,
                              top_k=max(body.top_k or 0, 0), seed=seed, ignore_eos=body.ignore_eos,
-                             ar_only=body.ar_only)
+                             ar_only=body.ar_only, logprobs=logprobs)
             specs.append(SeqSpec(p * n + j, req, stop))
     return specs
 

@@ -14,8 +14,10 @@ from fastapi import APIRouter, Depends, Request
 from ..backends.base import GenRequest
 from ..body import read_json
 from ..deps import gateway, require_api_key
-from ..errors import bad_request
 from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
+from ..logprob_formats import sglang_meta
+from ..logprobs import TokenTexts
+from ..native_batch import spread
 from ..native_schemas import NativeGenerateRequest
 from ..prompting import budget, checked_token_ids, text_prompt_ids
 from ..sse import DONE, EventStream, frame
@@ -43,7 +45,9 @@ async def get_server_info(request: Request):
     live = state.live.snapshot()
     return {"model_path": info.model_path, "context_length": info.max_seq_len, "backend": state.backend.kind,
             "speculative_algorithm": "ORTHRUS", "speculative_num_draft_tokens": info.block_size,
-            "avg_spec_accept_length": live["tau"], "version": "orthrus-gateway"}
+            "avg_spec_accept_length": live["tau"], "version": "orthrus-gateway",
+            # where SGLang keeps it: sglang.bench_serving reports it as "Accept length"
+            "internal_states": [{"avg_spec_accept_length": live["tau"]}]}
 
 
 @router.post("/flush_cache")
@@ -57,37 +61,39 @@ async def generate(request: Request):
     state = gateway(request)
     body = await read_json(request, NativeGenerateRequest)
     info = await model_info(state)
-    sp = body.sampling_params
     if body.text is not None:
         texts = body.text if isinstance(body.text, list) else [body.text]
         prompts = [text_prompt_ids(info, t) for t in texts]
     else:
         batch = body.input_ids if body.is_batch else [body.input_ids]
         prompts = [checked_token_ids(info, p, f"input_ids[{i}]") for i, p in enumerate(batch)]
-    rids = body.rid if isinstance(body.rid, list) else [body.rid or new_id("gen")] * len(prompts)
-    rids = [r if i == 0 or isinstance(body.rid, list) else f"{r}-{i}" for i, r in enumerate(rids)]
-    if len(rids) != len(prompts):
-        raise bad_request("`rid` must have one entry per prompt.", param="rid")
-    budgets = [budget(info, len(p), sp.max_new_tokens or 1, param="sampling_params.max_new_tokens",
-                      prompt_param="text" if body.text is not None else "input_ids") for p in prompts]
+    jobs = spread(body, prompts, info.vocab_size or len(info.tokenizer), new_id("gen"))
+    prompt_param = "text" if body.text is not None else "input_ids"
+    budgets = [budget(info, len(j.prompt_ids), j.params.max_new_tokens, param="sampling_params.max_new_tokens",
+                      prompt_param=prompt_param) for j in jobs]
+    texts_of = TokenTexts(info.tokenizer) if body.return_text_in_logprobs else None
 
-    def one(i: int, text: str, ids: list[int], reason: str | None, stats) -> dict:
-        meta = {"id": rids[i], "prompt_tokens": len(prompts[i]), "completion_tokens": len(ids), "cached_tokens": 0,
+    def one(i: int, text: str, ids: list[int], reason: str | None, stats, logprobs=(), prompt_logprobs=None) -> dict:
+        job = jobs[i]
+        meta = {"id": job.rid, "prompt_tokens": len(job.prompt_ids), "completion_tokens": len(ids), "cached_tokens": 0,
                 "e2e_latency": round(time.monotonic() - arrived_at, 6), "finish_reason": None}
         if reason == "length":
             meta["finish_reason"] = {"type": "length", "length": len(ids)}
         elif reason == "stop":
             meta["finish_reason"] = {"type": "stop", "matched": ids[-1] if ids else None}
+        if job.logprobs is not None:
+            meta.update(sglang_meta(job.logprobs, job.prompt_ids, prompt_logprobs, ids, logprobs, texts_of))
         if stats is not None:
             meta.update(spec_verify_ct=stats.num_steps, spec_accept_length=round(stats.tau, 4),
-                        spec_accept_histogram=stats.accept_length_histogram,
-                        orthrus=stats.to_json(state.settings.step_cost))
-        return {"text": text, "output_ids": list(ids), "meta_info": meta}
+                        spec_accept_histogram=stats.accept_length_histogram, orthrus=stats.to_json())
+        out = {"text": text, "output_ids": list(ids), "meta_info": meta}
+        return {**out, "prompt_token_ids": list(job.prompt_ids)} if body.return_prompt_token_ids else out
 
-    if sp.max_new_tokens == 0:  # the frontend's prefix-cache calls: nothing to generate
-        empty = [one(i, "", [], "length", None) for i in range(len(prompts))]
+    if not any(budgets) and all(j.logprobs is None for j in jobs):  # the frontend's prefix-cache calls
+        empty = [one(i, "", [], "length", None) for i in range(len(jobs))]
         if not body.stream:
             return empty if body.is_batch else empty[0]
+
         async def frames():
             for i, obj in enumerate(empty):
                 yield frame({**obj, "index": i} if body.is_batch else obj)
@@ -95,14 +101,15 @@ async def generate(request: Request):
 
         return EventStream(frames())
 
-    specs = [SeqSpec(i, GenRequest(prompt_ids=p, max_new_tokens=b, temperature=sp.temperature, top_p=sp.top_p,
-                                   top_k=max(sp.top_k, 0), seed=sp.sampling_seed,
-                                   stop_token_ids=tuple(sp.stop_token_ids or ()), ignore_eos=sp.ignore_eos,
-                                   ar_only=sp.ar_only), sp.stop or [], sp.skip_special_tokens)
-             for i, (p, b) in enumerate(zip(prompts, budgets))]
+    specs = [SeqSpec(i, GenRequest(prompt_ids=j.prompt_ids, max_new_tokens=b, temperature=sp.temperature_or_default,
+                                   top_p=sp.top_p_or_default, top_k=sp.top_k_or_off, seed=sp.sampling_seed,
+                                   stop_token_ids=tuple(sp.stop_token_ids or ()), ignore_eos=bool(sp.ignore_eos),
+                                   ar_only=sp.ar_only, logprobs=j.logprobs), sp.stop or [], sp.skip_special)
+             for i, (j, sp, b) in enumerate(zip(jobs, [j.params for j in jobs], budgets))]
 
     def render_json(results: list[SeqResult]):
-        objs = [one(i, r.text, r.token_ids, r.finish_reason, r.stats) for i, r in enumerate(results)]
+        objs = [one(i, r.text, r.token_ids, r.finish_reason, r.stats, r.logprobs, r.prompt_logprobs)
+                for i, r in enumerate(results)]
         return objs if body.is_batch else objs[0]
 
     async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
@@ -113,7 +120,8 @@ async def generate(request: Request):
 
         async for ev in chain():
             r = gen.results[ev.index]  # may already hold later chunks: cut it at this event
-            obj = one(ev.index, r.text[: ev.text_len], r.token_ids[: ev.num_tokens], ev.finish_reason, ev.stats)
+            obj = one(ev.index, r.text[: ev.text_len], r.token_ids[: ev.num_tokens], ev.finish_reason, ev.stats,
+                      r.logprobs[: ev.num_tokens], r.prompt_logprobs)
             yield frame({**obj, "index": ev.index} if body.is_batch else obj)
         yield DONE
 

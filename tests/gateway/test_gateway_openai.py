@@ -33,7 +33,7 @@ def test_chat_completion_has_usage_and_orthrus_stats(client, gateway):
     assert sum(stats["accept_length_histogram"]) == stats["steps"] == 11  # the prefill token is no step
     assert len(stats["accepted_per_position"]) == 3
     assert stats["tau"] == pytest.approx((sum(stats["accepted_per_position"]) + stats["steps"]) / stats["steps"])
-    assert stats["ar_equivalent_speedup"] == pytest.approx(stats["tau"] / 2, abs=1e-3)
+    assert "ar_equivalent_speedup" not in stats  # an estimate, not a measurement: not reported
 
 
 def test_max_completion_tokens_and_n_in_a_chat_stream(client, gateway):

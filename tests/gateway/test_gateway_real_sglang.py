@@ -13,7 +13,11 @@ import sys
 
 import httpx
 import pytest
+import sgl_frontend_prompts as client
 from gateway_helpers import REPO, LiveServer, free_port, settings, sse_events, wait_http
+from logprob_reference import check_generation, expected_select, hf_forward
+from test_gateway_bench_serving import run_bench, write_sharegpt
+from test_gateway_sglang_frontend import run_client
 
 from orthrus_sglang.testing import write_tiny_plain_qwen3
 
@@ -85,6 +89,65 @@ def test_stream_equals_non_stream_through_real_sglang(real):
     chunks = [e["choices"][0] for e in events[:-1]]
     assert [t for c in chunks for t in c["token_ids"]] == full["token_ids"]
     assert "".join(c["text"] for c in chunks) == full["text"]
+
+
+def test_logprobs_pass_through_as_sglang_computes_them(real):
+    server, gw = real
+    body = {"input_ids": PROMPT, "sampling_params": {"max_new_tokens": 6, "temperature": 0, "ignore_eos": True},
+            "return_logprob": True, "logprob_start_len": 1, "top_logprobs_num": 2, "token_ids_logprob": [3, 4],
+            "return_text_in_logprobs": True}
+    direct = httpx.post(server.url + "/generate", json=body, timeout=60).json()
+    via = httpx.post(gw.url + "/generate", json=body, timeout=60).json()
+    assert via["output_ids"] == direct["output_ids"]
+    for key in ("input_token_logprobs", "output_token_logprobs", "input_top_logprobs", "output_top_logprobs",
+                "input_token_ids_logprobs", "output_token_ids_logprobs"):
+        assert via["meta_info"][key] == direct["meta_info"][key], key
+    with httpx.stream("POST", gw.url + "/generate", json={**body, "stream": True}, timeout=60) as r:
+        last = sse_events(r.iter_lines())[-2]
+    assert last["meta_info"]["output_token_logprobs"] == direct["meta_info"]["output_token_logprobs"]
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "logprobs": True, "top_logprobs": 2}
+    r = httpx.post(gw.url + "/v1/chat/completions", json=chat, timeout=60).json()
+    assert len(r["choices"][0]["logprobs"]["content"]) == r["usage"]["completion_tokens"]
+
+
+def test_frontend_select_and_logprobs_through_the_gateway(real):
+    """sgl.select and gen(return_logprob=True) through the gateway equal the same script against SGLang itself."""
+    server, gw = real
+    via, direct = run_client(gw.url, "logprobs"), run_client(server.url, "logprobs")
+    # The gateway sends the choices as separate requests where the frontend batches them: batch
+    # composition moves SGLang's fp32 numbers in the last bits, so those compare within 1e-5.
+    assert _exact(via) == _exact(direct) and _floats(via) == pytest.approx(_floats(direct), abs=1e-5)
+    from transformers import AutoTokenizer
+
+    forward, tok = hf_forward(server.model), AutoTokenizer.from_pretrained(str(server.model))
+    choice, means = expected_select(forward, tok, client.SELECT_PROMPT, client.CHOICES)
+    assert via["selected"] == choice and via["normalized_prompt_logprobs"] == pytest.approx(means, abs=1e-3)
+    check_generation(forward, tok, client.LOGPROB_PROMPT, via, start=client.LOGPROB_START, top=client.TOP_LOGPROBS,
+                     tol=1e-3)
+
+
+def _exact(value):
+    """Everything but the floats."""
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_exact(v) for v in value]
+    return None if isinstance(value, float) else value
+
+
+def _floats(value) -> list[float]:
+    if isinstance(value, dict):
+        return [x for k in sorted(value) for x in _floats(value[k])]
+    if isinstance(value, list):
+        return [x for v in value for x in _floats(v)]
+    return [value] if isinstance(value, float) else []
+
+
+def test_bench_serving_native_backend_through_the_gateway(real, tmp_path):
+    server, gw = real
+    result = run_bench(gw.url, "sglang", server.model, write_sharegpt(tmp_path / "sharegpt.json"),
+                       tmp_path / "result.jsonl")
+    assert result["backend"] == "sglang"
 
 
 def test_context_limit_comes_from_sglang(real):

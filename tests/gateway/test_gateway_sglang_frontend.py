@@ -12,7 +12,9 @@ import sys
 
 import httpx
 import pytest
+import sgl_frontend_prompts as client
 from gateway_helpers import REPO, python_process
+from logprob_reference import check_generation, expected_select, orthrus_forward
 
 EXTRA_PATH = os.environ.get("GATEWAY_SGLANG_PYTHONPATH", "")
 CLIENT = "tests/gateway/sgl_frontend_client.py"
@@ -28,8 +30,8 @@ def sglang_importable() -> bool:
 pytestmark = pytest.mark.skipif(not sglang_importable(), reason="the sglang frontend package is not importable")
 
 
-def run_client(url: str) -> dict:
-    proc = python_process([CLIENT, url], env={"PYTHONPATH": os.pathsep.join([EXTRA_PATH, str(REPO)])})
+def run_client(url: str, mode: str = "all") -> dict:
+    proc = python_process([CLIENT, url, mode], env={"PYTHONPATH": os.pathsep.join([EXTRA_PATH, str(REPO)])})
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     return json.loads(out.strip().splitlines()[-1])
@@ -41,10 +43,16 @@ def expected_answer(url: str) -> str:
     return r.json()["text"]
 
 
-def test_sgl_function_on_embedded_backend(gateway):
+def test_sgl_function_on_embedded_backend(gateway, tiny_ckpt):
     got = run_client(gateway.url)
     assert got["answer"] == expected_answer(gateway.url) and got["streamed"] == got["answer"]
     assert got["verify_ct"] >= 1 and len(got["batch"]) == 2
+    # sgl.select scores the choices by prompt logprobs; gen(return_logprob=True) reports them
+    forward, tok = orthrus_forward(tiny_ckpt), gateway.engine.tokenizer
+    choice, means = expected_select(forward, tok, client.SELECT_PROMPT, client.CHOICES)
+    assert got["normalized_prompt_logprobs"] == pytest.approx(means, abs=1e-4)
+    assert got["selected"] == choice and len(set(means)) == len(means)
+    check_generation(forward, tok, client.LOGPROB_PROMPT, got, start=client.LOGPROB_START, top=client.TOP_LOGPROBS)
 
 
 def test_sgl_function_on_sglang_backend(tiny_ckpt):
@@ -54,7 +62,7 @@ def test_sgl_function_on_sglang_backend(tiny_ckpt):
     standin = StandInProcess(tiny_ckpt, free_port()).start()
     try:
         with LiveServer(settings(None, backend="sglang", backend_url=standin.url)) as gw:
-            got = run_client(gw.url)
+            got = run_client(gw.url, "basic")  # the stand-in speaks no logprobs: see test_gateway_real_sglang
             assert got["answer"] == expected_answer(gw.url) and got["streamed"] == got["answer"]
     finally:
         standin.stop()

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 
 from server.backends.base import GenRequest
 from server.backends.sglang import _SGLangStream, sglang_sampling_params
+from server.logprobs import LogprobSpec, TokenLogprob
 from server.cli import add_arguments, settings_from_args
 from server.detok import TextAssembler
 from server.errors import APIError
@@ -81,6 +82,31 @@ def test_sglang_stream_parsing_cumulative_and_incremental():
             chunk, received = _SGLangStream._parse(obj, received, 4)
             got += chunk.token_ids
         assert got == [5, 6, 7, 8] and chunk.finish_reason == "length"
+
+
+def test_sglang_stream_logprobs_cumulative_and_incremental():
+    """meta_info logprob lists grow with output_ids (default) or come per chunk (incremental streaming)."""
+    spec = LogprobSpec(top_k=1, prompt_start=1)
+    lp = {t: [-t / 10, t, None] for t in (5, 6, 7)}
+    top = {t: [[-0.01 * t, 3, None]] for t in (5, 6, 7)}
+    prompt = {"input_token_logprobs": [[None, 1, None], [-0.5, 2, None]],
+              "input_top_logprobs": [None, [[-0.25, 4, None]]]}
+
+    def obj(ids, all_ids, total):
+        return {"output_ids": ids, "meta_info": {"completion_tokens": total, **prompt,
+                                                 "output_token_logprobs": [lp[t] for t in all_ids],
+                                                 "output_top_logprobs": [top[t] for t in all_ids]}}
+
+    cum = [obj([5], [5], 1), obj([5, 6, 7], [5, 6, 7], 3)]
+    inc = [obj([5], [5], 1), obj([6, 7], [6, 7], 3)]
+    for objs in (cum, inc):
+        received, got, prompts = 0, [], []
+        for o in objs:
+            chunk, received = _SGLangStream._parse(o, received, 4, spec)
+            got += chunk.logprobs
+            prompts.append(chunk.prompt_logprobs)
+        assert got == [TokenLogprob(-t / 10, ((3, -0.01 * t),)) for t in (5, 6, 7)]
+        assert prompts[0] == [TokenLogprob(None), TokenLogprob(-0.5, ((4, -0.25),))]
 
 
 def test_sglang_sampling_params():
