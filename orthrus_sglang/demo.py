@@ -196,7 +196,7 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
     gguf_path()  # fail fast with the install hint, before any work
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_builds(final)
-    _log(progress, f"building '{DEMO_MODEL_ID}' once (~20 s); cache: {final}")
+    _log(progress, f"building '{DEMO_MODEL_ID}' once (about 20-30 s); cache: {final}")
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
