@@ -18,7 +18,7 @@ die() { log "FAILED: $*"; [ -f "${LOG:-}" ] && { log "last lines of its output:"
 secs() { echo $(( $(date +%s) - $1 )); }
 # The `orthrus serve` process of the line: a child of its shell, or the shell itself if bash exec'd it.
 find_server() {
-  if ps -o args= -p "$pid" 2>/dev/null | grep -q "orthrus serve"; then echo "$pid"; else pgrep -P "$pid" -f "orthrus serve" || true; fi
+  if ps -o args= -p "$pid" 2>/dev/null | grep -q "bin/orthrus serve"; then echo "$pid"; else pgrep -P "$pid" -f "bin/orthrus serve" || true; fi
 }
 
 cmd=$(awk '/<!-- quickstart-command -->/{found=1; next} found && /^```/{if (inblock) exit; inblock=1; next} inblock{print}' "$REPO/README.md")
@@ -32,7 +32,9 @@ cleanup() {
     for child in $(pgrep -P "$pid" || true); do kill -KILL "$child" 2>/dev/null || true; done
     kill -KILL "$pid" 2>/dev/null || true
   fi
+  local t=$(date +%s)
   rm -rf "$WORK"
+  log "removed $WORK in $(secs "$t") s"
 }
 trap cleanup EXIT
 
