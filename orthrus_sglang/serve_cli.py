@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from server.cli import add_arguments  # ImportError without the [server] extra: then no `serve`
+from server.cli import add_arguments  # flags only: no FastAPI, pydantic or torch at parse time
+
+SERVER_EXTRA = "pip install 'orthrus-sglang[server]'"
 
 
 def add_serve_parser(sub) -> None:
@@ -12,8 +14,11 @@ def add_serve_parser(sub) -> None:
 
 
 def cmd_serve(args) -> int:
-    from server.cli import settings_from_args
-    from server.main import run
+    try:
+        from server.cli import settings_from_args
+        from server.main import run
+    except ModuleNotFoundError as e:  # without the [server] extra
+        raise ValueError(f"`orthrus serve` needs the server extra ({e.name} is not installed): {SERVER_EXTRA}") from e
 
     from .demo import DEMO_MODEL_ID
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from .settings import GatewaySettings
+if TYPE_CHECKING:
+    from .settings import GatewaySettings
 
 # flag -> (settings field, type, help)
 FLAGS = {
@@ -29,6 +29,7 @@ FLAGS = {
     "--block-size": ("block_size", int, "Orthrus block size B (default: the checkpoint's)"),
     "--max-batch-size": ("max_batch_size", int, "embedded engine batch slots (default 8)"),
     "--max-seq-len": ("max_seq_len", int, "context limit, prompt + generation (default: the engine's)"),
+    "--threads": ("threads", int, "torch CPU threads of the embedded engine (default: half the CPUs, at most 8)"),
     "--shutdown-grace-s": ("shutdown_grace_s", float, "seconds in-flight streams get on shutdown (default 5)"),
     "--log-level": ("log_level", str, "uvicorn log level (default info)"),
 }
@@ -44,6 +45,11 @@ def settings_from_args(args: argparse.Namespace, *, default_model: str | None = 
 
     `default_model` applies when neither --model nor ORTHRUS_MODEL names one (and the backend is embedded).
     """
+    # Imported here so that `orthrus --help` and usage errors need neither pydantic nor the settings.
+    from pydantic import ValidationError
+
+    from .settings import GatewaySettings
+
     given = {field: getattr(args, field) for field, _, _ in FLAGS.values() if hasattr(args, field)}
     backend = given.get("backend", os.environ.get("ORTHRUS_BACKEND", "embedded"))
     if default_model and "model" not in given and not os.environ.get("ORTHRUS_MODEL") and backend == "embedded":

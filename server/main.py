@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 
 import uvicorn
 from fastapi import FastAPI
 
 from .app import create_app
+from .preflight import StartupError, bind_socket, load_backend
 from .settings import GatewaySettings
 
 
@@ -23,6 +25,15 @@ class GatewayServer(uvicorn.Server):
         await super().startup(sockets)
         if self.started and self.banner:
             print(banner(self.gateway_app.state.gateway.settings, self.bound_port), flush=True)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        with self.capture_signals():
+            await self._serve(sockets)
+            # uvicorn re-raises the SIGTERM/SIGINT it caught once it is done, so the process would
+            # end "killed by SIGTERM" (143) even after a clean drain. A graceful shutdown exits 0;
+            # a forced one (a second Ctrl-C) keeps the signal.
+            if self.started and not self.force_exit:
+                getattr(self, "_captured_signals", []).clear()
 
     async def shutdown(self, sockets=None) -> None:
         # Before uvicorn waits for open connections: streams get the grace period, then an error event.
@@ -45,8 +56,22 @@ def build_server(settings: GatewaySettings, app: FastAPI | None = None, banner: 
 
 
 def run(settings: GatewaySettings) -> None:
-    server = build_server(settings)
-    server.run()
+    """Serve until SIGTERM or Ctrl-C. Exit status: 0 after a graceful shutdown; 2 with one line on
+    stderr for a port in use or a model that cannot load (both found before uvicorn starts)."""
+    try:
+        sock = bind_socket(settings.host, settings.port)
+        try:
+            backend = load_backend(settings)
+        except BaseException:
+            sock.close()
+            raise
+    except StartupError as e:
+        print(f"orthrus: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C while the model loads
+        sys.exit(130)
+    server = build_server(settings, create_app(settings, backend))
+    server.run(sockets=[sock])
     if not server.started:
         sys.exit(1)  # startup failed; uvicorn logged why
 

@@ -31,6 +31,9 @@ class GatewaySettings(BaseSettings):
     block_size: int | None = Field(None, ge=1)
     max_batch_size: int = Field(8, ge=1)
     max_seq_len: int | None = Field(None, ge=2)
+    # torch CPU threads; None: half the CPUs this process may use, at most 8, unless OMP_NUM_THREADS
+    # is set (orthrus_sglang.threads says why).
+    threads: int | None = Field(None, ge=1)
 
     # SGLang backend.
     backend_timeout_s: float = Field(600.0, gt=0)
