@@ -1,4 +1,4 @@
-"""The ``orthrus`` command: generate, convert, serve."""
+"""The ``orthrus`` command: generate, convert, serve, train, eval."""
 
 from __future__ import annotations
 
@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         add_serve_parser = None
     if add_serve_parser is not None:
         add_serve_parser(sub)
+    from .train.cli import add_eval_parser, add_train_parser  # argparse only; torch loads when a command runs
+
+    add_train_parser(sub)
+    add_eval_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)
