@@ -113,7 +113,7 @@ def compress(args, base: Path, main_model: Path, out: Path) -> dict:
     import torch
 
     from orthrus_sglang.ref.loader import load_model, read_state_dict
-    from orthrus_sglang.train.delta import make_view, save_view, view_diff_state, view_nbytes
+    from orthrus_sglang.train.delta import decompose, make_view, save_view, view_diff_state, view_nbytes
     from orthrus_sglang.train.evaluate import eval_reference
     from orthrus_sglang.train.setup import eval_prompt_ids, load_tokenizer, resolve_device
 
@@ -132,19 +132,20 @@ def compress(args, base: Path, main_model: Path, out: Path) -> dict:
         return eval_reference(model, prompts, block_size=args.block_size, max_new_tokens=args.eval_max_new_tokens,
                               batch_size=args.eval_batch_size).tau
 
+    svd = decompose(base_state, trained_diff)
     full_tau = tau_of(trained_diff)
     log(f"full trained view: held-out tau {full_tau:.3f} (B={args.block_size})")
     rows = []
     for rank, bits in candidates(args):
-        tensors, info = make_view(base_state, trained_diff, rank=rank, bits=bits)
+        tensors, info = make_view(base_state, trained_diff, rank=rank, bits=bits, svd=svd)
         mb = view_nbytes(tensors) / 1e6
         tau = tau_of(view_diff_state(tensors, base_state))
         rows.append({"rank": rank, "bits": bits, "mb": round(mb, 2), "tau": tau})
-        log(f"candidate rank {rank} int{bits if bits == 8 else ''}{'fp16' if bits == 16 else ''}: {mb:.1f} MB, tau {tau:.3f}")
+        log(f"candidate rank {rank} {'int8' if bits == 8 else 'fp16'}: {mb:.1f} MB, tau {tau:.3f}")
     fitting = [r for r in rows if r["mb"] <= args.max_mb] or rows
     best = max(r["tau"] for r in fitting)
     chosen = min((r for r in fitting if r["tau"] >= (1 - args.keep) * best), key=lambda r: r["mb"])
-    tensors, info = make_view(base_state, trained_diff, rank=chosen["rank"], bits=chosen["bits"],
+    tensors, info = make_view(base_state, trained_diff, rank=chosen["rank"], bits=chosen["bits"], svd=svd,
                               meta={"base_model": "smollm2-135m-instruct", "block_size": args.block_size,
                                     "heldout_tau_full_view": full_tau, "heldout_tau_this_view": chosen["tau"]})
     path = save_view(out / f"{VIEW_NAME}.safetensors", tensors, info)
@@ -180,11 +181,11 @@ def final_eval(args, base: Path, view_path: Path, out: Path) -> dict:
 
 
 def export(out: Path, results_dir: Path | None) -> None:
-    """The deliverables (at most 8 files, for the device tool's $OUT) into --results."""
+    """The deliverables (7 files: the device tool brings back at most 8 from $OUT) into --results."""
     if results_dir is None:
         return
     results_dir.mkdir(parents=True, exist_ok=True)
-    for src in [out / "results.json", out / "main" / "tau_curve.png", out / f"{VIEW_NAME}.safetensors",
+    for src in [out / "results.json", out / "stages.json", out / "main" / "tau_curve.png", out / f"{VIEW_NAME}.safetensors",
                 out / f"{VIEW_NAME}.json", out / "main" / "train_log.jsonl", out / "compare" / "comparison.json"]:
         if src.is_file():
             shutil.copy2(src, results_dir / src.name)
@@ -200,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-token-id", type=int)
     p.add_argument("--deadline-min", type=float, default=9.0, help="stop this invocation cleanly after this long")
     p.add_argument("--time-budget-min", type=float, default=8.0, help="training time of the main run")
-    p.add_argument("--side-budget-min", type=float, default=1.5, help="training time of each loss side run")
-    p.add_argument("--variants", default="kl,ce", help="loss variants to compare ('' to skip: the main run uses kl)")
+    p.add_argument("--side-budget-min", type=float, default=0.75, help="training time of each loss side run")
+    p.add_argument("--variants", default="kl,ce,kl:decay=7",
+                   help="loss variants to compare ('' to skip: the main run uses kl)")
     p.add_argument("--block-size", type=int, default=16)
     p.add_argument("--eval-block-sizes", default="16,8")
     p.add_argument("--num-prompts", type=int, default=12000)
@@ -224,9 +226,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    deadline = time.monotonic() + 60 * args.deadline_min
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    rc = run_stages(args, out, deadline=time.monotonic() + 60 * args.deadline_min)
+    export(out, Path(args.results) if args.results else None)  # also after a deadline: progress so far
+    return rc
+
+
+def run_stages(args, out: Path, *, deadline: float) -> int:
     stages = Stages(out)
     started = time.monotonic()
 
@@ -280,7 +287,6 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"loss_choice": winner, **stages.done, "this_invocation_s": round(time.monotonic() - started, 1)}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    export(out, Path(args.results) if args.results else None)
     log(f"done: {out / 'results.json'}")
     return 0
 

@@ -62,7 +62,9 @@ def compare(base: TrainConfig, variants: list[str], *, out: str | Path, deadline
     base = shared_start(base, out)
     rows = []
     for spec in variants:
-        cfg = replace(base, out=str(out / spec.replace(":", "_").replace("=", "")), **parse_variant(spec))
+        # No eval of the shared start per variant: the same untrained view every time.
+        cfg = replace(base, out=str(out / spec.replace(":", "_").replace("=", "")), eval_at_start=False,
+                      **parse_variant(spec))
         if deadline is not None:
             cfg = replace(cfg, deadline_min=max(0.001, (deadline - time.monotonic()) / 60))
         result = train(cfg)

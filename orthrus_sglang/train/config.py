@@ -32,6 +32,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between evaluations (0: at the end only)
     eval_every_min: float = 0.0  # or minutes of training time between evaluations
     eval_batch_size: int = 32
+    eval_at_start: bool = True  # the curve's first point (the untrained view)
     # the objective
     block_size: int = 16
     mask_token_id: int | None = None  # needed to convert a plain checkpoint without a known mask token
@@ -126,10 +127,12 @@ HELP = {
     "decay": "> 0: weight draft k by exp(-(k-1)/decay)",
     "view": "full: train the *_diff tensors; lora: a low-rank delta on the diff projections",
     "blocks_per_row": "blocks per packed row (0: row_len // block_size)",
-    "time_budget_min": "training-time budget; the cosine schedule is planned to end there",
+    "time_budget_min": "training-time budget (the first 2, compiling, steps apart); the cosine schedule ends there",
     "dtype": "compute dtype (auto: bf16 autocast on CUDA, fp32 on CPU; master weights fp32)",
     "attention": "auto: compiled flex_attention on CUDA, masked SDPA on CPU",
     "deadline_min": "stop this invocation after N minutes, state saved (exit 3); rerun to resume",
+    "eval_at_start": "evaluate the untrained view first (the curve's first point)",
+    "progress": "progress bars",
 }
 
 
@@ -140,7 +143,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).split(" ")[0]  # "int", "int | None", "float", "str", "bool" (postponed annotations)
         if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help="progress bars")
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
             continue
         default = "" if f.default is MISSING else f" (default: {f.default})"
         parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None,

@@ -53,21 +53,34 @@ def _quantize(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.round(t / scale).clamp(-127, 127).to(torch.int8), scale.to(torch.float16)
 
 
+def _is_projection_weight(name: str) -> bool:
+    return name.endswith(".weight") and name.split(".")[-2] in PROJECTIONS
+
+
+def decompose(base_state: dict[str, torch.Tensor], diff_state: dict[str, torch.Tensor]) -> dict[str, tuple]:
+    """SVD (U, S, Vh) of every projection's delta from its AR twin: compute once, truncate at many ranks."""
+    return {name: torch.linalg.svd(value.detach().double().cpu() - base_state[_ar_twin(name)].double().cpu(),
+                                   full_matrices=False)
+            for name, value in diff_state.items() if _is_projection_weight(name)}
+
+
 def make_view(base_state: dict[str, torch.Tensor], diff_state: dict[str, torch.Tensor], *, rank: int, bits: int,
-              meta: dict | None = None) -> tuple[dict[str, torch.Tensor], dict]:
-    """Compress a trained diff view (``diff_state``: checkpoint names -> tensors) against base_state's AR weights."""
+              meta: dict | None = None, svd: dict[str, tuple] | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Compress a trained diff view (``diff_state``: checkpoint names -> tensors) against base_state's AR weights.
+
+    ``svd``: ``decompose(base_state, diff_state)``, when several ranks are tried.
+    """
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     if rank < 1:
         raise ValueError(f"rank must be >= 1, got {rank}")
+    svd = svd or decompose(base_state, diff_state)
     tensors: dict[str, torch.Tensor] = {}
     for name, value in sorted(diff_state.items()):
-        is_projection_weight = name.endswith(".weight") and name.split(".")[-2] in PROJECTIONS
-        if not is_projection_weight:  # norms, biases: tiny, stored as they are
+        if not _is_projection_weight(name):  # norms, biases: tiny, stored as they are
             tensors[f"{name}.value"] = value.detach().float().cpu().contiguous()
             continue
-        delta = value.detach().double().cpu() - base_state[_ar_twin(name)].double().cpu()
-        U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
+        U, S, Vh = svd[name]
         r = min(rank, S.numel())
         root = S[:r].sqrt()
         b, a = (U[:, :r] * root).float(), (root.unsqueeze(1) * Vh[:r]).float()  # balanced factors quantise alike

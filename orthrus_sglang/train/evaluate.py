@@ -8,8 +8,10 @@ training can evaluate its live weights) and SGLang (``--speculative-algorithm OR
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
@@ -82,8 +84,10 @@ def sglang_engine_args(model_path: str, *, block_size: int, device: str) -> dict
                 skip_tokenizer_init=True, random_seed=0, log_level="error")
     if device == "cpu":  # SGLang's CPU engine (as tests/sgl runs it)
         os.environ["SGLANG_USE_CPU_ENGINE"] = "1"
+        config = json.loads((Path(model_path) / "config.json").read_text())
         args.update(device="cpu", attention_backend="torch_native", disable_cuda_graph=True, dtype="float32",
-                    mem_fraction_static=0.05, max_total_tokens=8192, context_length=1024)
+                    mem_fraction_static=0.05, max_total_tokens=8192,
+                    context_length=min(2048, config.get("max_position_embeddings", 2048)))
     else:
         args.update(attention_backend="triton")
     return args
@@ -94,10 +98,10 @@ def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, m
     """The same evaluation through SGLang; pass a running ``sglang.Engine`` as ``engine`` to reuse one."""
     own = engine is None
     if own:
-        import sglang
+        args = {**sglang_engine_args(model_path, block_size=block_size, device=device), **engine_overrides}
+        import sglang  # after sglang_engine_args: SGLang reads SGLANG_USE_CPU_ENGINE at import
 
-        engine = sglang.Engine(**{**sglang_engine_args(model_path, block_size=block_size, device=device),
-                                  **engine_overrides})
+        engine = sglang.Engine(**args)
     try:
         outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0.0, "max_new_tokens": max_new_tokens})
     finally:

@@ -29,8 +29,10 @@ from .setup import (compute_dtype, deadline_from, documents_digest, eval_prompt_
                     starting_checkpoint, training_documents)
 from .view import diff_state, make_trainable
 
-# With a time budget the LR schedule's length is fixed from the mean time of these steps (the
-# first ones pay for compilation and are left out).
+# The first steps pay for compilation (flex_attention, forward and backward): their time is kept
+# apart from the training-time budget, so short side runs compare fairly.
+UNTIMED_STEPS = 2
+# With a time budget the LR schedule's length is fixed from the mean time of these steps.
 TIMED_STEPS = range(3, 13)
 
 
@@ -60,7 +62,7 @@ class Trainer:
         self.stream = RowStream(docs, row_len=cfg.row_len, pad_id=pad_id, seed=cfg.seed)
         self.fingerprint = {**cfg.fingerprint(), "data": documents_digest(docs)}
         self.step, self.planned_steps = 0, (None if cfg.time_budget_min else cfg.max_steps)
-        self.train_time_s, self.history, self.timed = 0.0, [], []
+        self.train_time_s, self.compile_time_s, self.history, self.timed = 0.0, 0.0, [], []
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
 
@@ -116,12 +118,16 @@ class Trainer:
                                "num_steps": result.num_steps, "num_tokens": result.num_tokens}
         record["eval_s"] = round(time.perf_counter() - start, 1)
         self.history.append(record)
+        from .plot import plot_tau_curve
+
+        plot_tau_curve(self.history, self.out / "tau_curve.png", title=f"{Path(cfg.model).name}: held-out tau")
         return record
 
     def save(self) -> None:
         save_train_state(self.out / STATE_FILE, step=self.step, planned_steps=self.planned_steps, trainable=self.trainable,
                          optimizer=self.optimizer, fingerprint=self.fingerprint,
-                         extra={"train_time_s": self.train_time_s, "history": self.history, "timed": self.timed})
+                         extra={"train_time_s": self.train_time_s, "compile_time_s": self.compile_time_s,
+                                "history": self.history, "timed": self.timed})
 
     def resume(self) -> bool:
         path = self.out / STATE_FILE
@@ -131,6 +137,7 @@ class Trainer:
         self.step, self.planned_steps = state["step"], state["planned_steps"]
         extra = state["extra"]
         self.train_time_s, self.history, self.timed = extra["train_time_s"], extra["history"], extra["timed"]
+        self.compile_time_s = extra["compile_time_s"]
         return True
 
     @property
@@ -159,16 +166,19 @@ def run(trainer: Trainer, *, deadline: float | None) -> bool:
     log = (trainer.out / "train_log.jsonl").open("a", encoding="utf-8")
     bar = tqdm(total=trainer.planned_steps or cfg.max_steps, initial=trainer.step, desc="training", unit="step",
                disable=not cfg.progress, dynamic_ncols=True)
-    if not trainer.history:
+    if not trainer.history and cfg.eval_at_start:
         trainer.evaluate()  # the starting point of the tau curve
-    last_eval = trainer.history[-1]["train_time_s"]
+    last_eval = trainer.history[-1]["train_time_s"] if trainer.history else 0.0
     ema = None
     try:
         while not trainer.finished and (deadline is None or time.monotonic() < deadline):
             start = time.perf_counter()
             stats = trainer.train_step()
             elapsed = time.perf_counter() - start
-            trainer.train_time_s += elapsed
+            if trainer.step <= UNTIMED_STEPS:
+                trainer.compile_time_s += elapsed
+            else:
+                trainer.train_time_s += elapsed
             trainer._plan(elapsed)
             if trainer.planned_steps is not None:
                 bar.total = trainer.planned_steps
@@ -235,14 +245,12 @@ def train(cfg: TrainConfig) -> dict:
     trainer.resume()
     if not run(trainer, deadline=deadline):
         return {"finished": False, "stage": "train", "step": trainer.step}
-    if trainer.history[-1]["step"] != trainer.step:
+    if not trainer.history or trainer.history[-1]["step"] != trainer.step:
         trainer.evaluate()
         trainer.save()
     model_dir = trainer.write_model()
-    from .plot import plot_tau_curve
-
-    plot_tau_curve(trainer.history, out / "tau_curve.png", title=f"{Path(cfg.model).name}: held-out tau")
     results = {"finished": True, "model": str(model_dir), "steps": trainer.step, "train_time_s": trainer.train_time_s,
+               "compile_time_s": trainer.compile_time_s,
                "final": trainer.history[-1], "history": trainer.history, "config": cfg.to_dict()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
