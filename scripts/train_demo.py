@@ -222,6 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", default="32x8,64x8,128x8,64x16", help="RANKxBITS of the compressed views to try")
     p.add_argument("--max-mb", type=float, default=20.0)
     p.add_argument("--keep", type=float, default=0.03, help="smallest candidate within this fraction of the best tau")
+    p.add_argument("--stage-reserve-min", type=float, default=2.0,
+                   help="start compress / final only with this much time left before the deadline")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -277,10 +279,16 @@ def run_stages(args, out: Path, *, deadline: float) -> int:
             return EXIT_RESUMABLE
         stages.mark("main", {k: result[k] for k in ("model", "steps", "train_time_s", "final")})
 
+    # compress and final cannot stop half-way: start them only with enough time left.
+    if {"compress", "final"} - set(stages.done) and remaining_min(deadline) < args.stage_reserve_min:
+        log(f"less than {args.stage_reserve_min} min left before the deadline: stopping before compress/final")
+        return EXIT_RESUMABLE
     if "compress" not in stages.done:
         log("stage compress")
         stages.mark("compress", compress(args, base, Path(stages.done["main"]["model"]), out))
 
+    if "final" not in stages.done and remaining_min(deadline) < args.stage_reserve_min:
+        return EXIT_RESUMABLE
     if "final" not in stages.done:
         log("stage final")
         stages.mark("final", final_eval(args, base, Path(stages.done["compress"]["path"]), out))

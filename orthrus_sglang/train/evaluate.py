@@ -88,8 +88,8 @@ def sglang_engine_args(model_path: str, *, block_size: int, device: str) -> dict
         args.update(device="cpu", attention_backend="torch_native", disable_cuda_graph=True, dtype="float32",
                     mem_fraction_static=0.05, max_total_tokens=8192,
                     context_length=min(2048, config.get("max_position_embeddings", 2048)))
-    else:
-        args.update(attention_backend="triton")
+    else:  # how it is served: bf16; triton is validated with ORTHRUS (sgl/spec.py)
+        args.update(attention_backend="triton", dtype="bfloat16")
     return args
 
 

@@ -105,13 +105,13 @@ class Trainer:
             self.planned_steps = min(self.cfg.max_steps, self.step + int(left / per_step))
 
     # ---- evaluation, saving ---------------------------------------------------------------
-    def evaluate(self, *, num_prompts: int | None = None) -> dict:
+    def evaluate(self) -> dict:
+        """Held-out tau at every eval block size, appended to the history (and the curve redrawn)."""
         cfg = self.cfg
-        prompts = self.eval_prompts[:num_prompts] if num_prompts else self.eval_prompts
         record = {"step": self.step, "train_time_s": round(self.train_time_s, 1)}
         start = time.perf_counter()
         for b in cfg.eval_block_size_list:
-            result = eval_reference(self.model, prompts, block_size=b, max_new_tokens=cfg.eval_max_new_tokens,
+            result = eval_reference(self.model, self.eval_prompts, block_size=b, max_new_tokens=cfg.eval_max_new_tokens,
                                     batch_size=cfg.eval_batch_size)
             record[f"B{b}"] = {"tau": result.tau, "acceptance_per_position": result.acceptance_per_position,
                                "accept_length_histogram": result.accept_length_histogram,
