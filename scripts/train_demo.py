@@ -95,7 +95,7 @@ def train_config(args, base: Path, out: Path, **overrides):
                   eval_batch_size=args.eval_batch_size, block_size=args.block_size, row_len=args.row_len,
                   rows_per_micro=args.rows_per_micro, lr=args.lr, warmup_steps=args.warmup_steps,
                   max_steps=args.max_steps, time_budget_min=args.time_budget_min, eval_every_min=args.eval_every_min,
-                  device=args.device, seed=args.seed, progress=not args.no_progress)
+                  device=args.device, attention=args.attention, seed=args.seed, progress=not args.no_progress)
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stage-reserve-min", type=float, default=2.0,
                    help="start compress / final only with this much time left before the deadline")
     p.add_argument("--device", default="auto")
+    p.add_argument("--attention", default="auto", choices=["auto", "flex", "sdpa"],
+                   help="training attention (auto: compiled flex_attention on CUDA; it falls back to SDPA if it fails)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

@@ -65,6 +65,7 @@ class Trainer:
         self.train_time_s, self.compile_time_s, self.history, self.timed = 0.0, 0.0, [], []
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
+        self.attention_verified = False  # set by the first step run in this process
 
     # ---- one optimisation step ------------------------------------------------------------
     def train_step(self) -> DraftStats:
@@ -173,7 +174,7 @@ def run(trainer: Trainer, *, deadline: float | None) -> bool:
     try:
         while not trainer.finished and (deadline is None or time.monotonic() < deadline):
             start = time.perf_counter()
-            stats = trainer.train_step()
+            stats = trainer.train_step() if trainer.attention_verified else _verify_attention(trainer, bar)
             elapsed = time.perf_counter() - start
             if trainer.step <= UNTIMED_STEPS:
                 trainer.compile_time_s += elapsed
@@ -201,6 +202,21 @@ def run(trainer: Trainer, *, deadline: float | None) -> bool:
         log.close()
     trainer.save()
     return trainer.finished
+
+
+def _verify_attention(trainer: Trainer, bar) -> DraftStats:
+    """This process's first step; if flex_attention fails (compile, backward), say so and go on with masked SDPA."""
+    try:
+        stats = trainer.train_step()
+    except Exception as exc:  # noqa: BLE001  (a Triton/inductor failure must not end a time-boxed run)
+        if trainer.attention.name != "flex":
+            raise
+        bar.write(f"flex_attention failed ({type(exc).__name__}: {str(exc)[:300]}); continuing with masked SDPA")
+        trainer.attention = make_attention("sdpa", device=trainer.device, compute_dtype=trainer.dtype)
+        trainer.optimizer.zero_grad(set_to_none=True)  # the failed step never reached optimizer.step()
+        stats = trainer.train_step()
+    trainer.attention_verified = True
+    return stats
 
 
 def _ema(previous: tuple | None, stats: DraftStats, alpha: float = 0.1) -> tuple:
@@ -250,7 +266,7 @@ def train(cfg: TrainConfig) -> dict:
         trainer.save()
     model_dir = trainer.write_model()
     results = {"finished": True, "model": str(model_dir), "steps": trainer.step, "train_time_s": trainer.train_time_s,
-               "compile_time_s": trainer.compile_time_s,
+               "compile_time_s": trainer.compile_time_s, "attention": trainer.attention.name,
                "final": trainer.history[-1], "history": trainer.history, "config": cfg.to_dict()}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results

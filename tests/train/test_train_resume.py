@@ -66,3 +66,18 @@ def test_resume_refuses_changed_settings(trained, tmp_path):
     changed = build_trainer(replace(cfg, lr=cfg.lr * 2))
     with pytest.raises(ValueError, match="lr"):
         changed.resume()
+
+
+def test_a_failing_flex_attention_falls_back_to_sdpa(trained, tmp_path):
+    """CPU flex_attention has no backward: the first step falls back, and the run equals an SDPA run."""
+    data = Path(trained[0].out) / "data" / "train.jsonl"
+    cfg = tiny_train_config(Path(trained[0].out) / "init", tmp_path / "flex", data=str(data), max_steps=3,
+                            warmup_steps=1, rows_per_micro=1, attention="flex", eval_at_start=False,
+                            num_eval_prompts=1, eval_max_new_tokens=2)
+    flex = build_trainer(cfg)
+    assert flex.attention.name == "flex" and run(flex, deadline=None)
+    sdpa = build_trainer(replace(cfg, out=str(tmp_path / "sdpa"), attention="sdpa"))
+    assert run(sdpa, deadline=None)
+    assert flex.attention.name == "sdpa"
+    for (name, a), (_, b) in zip(flex.trainable, sdpa.trainable):
+        assert torch.equal(a, b), name
