@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
 done
 PYTHON=${PYTHON:-python3}
 mkdir -p "$OUT"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}:$OUT/site"  # $OUT/site: wheels installed by an earlier run
 export PYTHONUNBUFFERED=1
 
 if [ -d "$SRC" ]; then
@@ -41,8 +41,8 @@ else
   if ! "$PYTHON" -c "import gguf" 2>/dev/null; then
     if [ -n "$WHEELS" ]; then
       echo "[gpu_train_demo] installing $(ls "$WHEELS"/*.whl | xargs -n1 basename | tr '\n' ' ')from $WHEELS" >&2
-      "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$OUT/site" "$WHEELS"/*.whl
-      export PYTHONPATH="$PYTHONPATH:$OUT/site"
+      "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$OUT/site" "$WHEELS"/*.whl ||
+        echo "[gpu_train_demo] warning: could not install the wheels from $WHEELS" >&2
     else
       echo "[gpu_train_demo] note: no gguf package and no --wheels; fine only if the demo build does not need it" >&2
     fi
