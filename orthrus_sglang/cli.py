@@ -1,4 +1,4 @@
-"""The ``orthrus`` command: generate, convert, serve.
+"""The ``orthrus`` command: generate, convert, serve, train, eval.
 
 torch, transformers and the gateway's dependencies are imported by the command that runs, never
 at parse time: `orthrus --help` and usage errors print at once (tests/test_cli.py checks it).
@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     conv.add_argument("--mask-token-id", type=int, default=None)
     conv.set_defaults(func=cmd_convert)
     from .serve_cli import add_serve_parser
+    from .train.cli import add_eval_parser, add_train_parser  # argparse only; torch loads when a command runs
 
     add_serve_parser(sub)
+    add_train_parser(sub)
+    add_eval_parser(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

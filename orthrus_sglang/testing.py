@@ -55,6 +55,31 @@ def write_tiny_plain_qwen3(path: str | Path, *, seed: int = 0):
     return tok, model
 
 
+def write_tiny_plain_llama(path: str | Path, *, seed: int = 0, tie_word_embeddings: bool = True):
+    """A tiny random *plain* Llama (model_type "llama", tied embeddings like SmolLM2) with the byte tokenizer.
+
+    The input of ``orthrus train`` in tests and of the CPU rehearsal of scripts/gpu_train_demo.sh.
+    Returns (tokenizer, model); the mask token to convert it with is ``<|mask|>`` (id 259).
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = write_byte_tokenizer(path)
+    config = LlamaConfig(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
+                         tie_word_embeddings=tie_word_embeddings, torch_dtype="float32")
+    model = LlamaForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "norm" in name:
+                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
+            else:
+                param.copy_(torch.randn(param.shape, generator=gen) * 1.2 / param.shape[-1] ** 0.5)
+    model.save_pretrained(str(path))
+    return tok, model
+
+
 def tiny_config(*, backbone: str = "qwen3", vocab_size: int = 260, block_size: int = 4, **overrides) -> OrthrusConfig:
     values = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=512,

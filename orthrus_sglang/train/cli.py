@@ -1,0 +1,110 @@
+"""``orthrus train`` and ``orthrus eval`` (registered by orthrus_sglang/cli.py; imports stay lazy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_RESUMABLE = 3  # stopped at --deadline-min; the same command continues the run
+
+
+def add_train_parser(sub) -> None:
+    from .config import add_config_args
+
+    p = sub.add_parser("train", help="train the diffusion view of a Qwen3/Llama or Orthrus checkpoint",
+                       description="Self-distil, then train only the *_diff attention weights; base weights stay "
+                                   "bit-identical. Rerunning the same command resumes from OUT/train_state.pt.")
+    add_config_args(p)
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args) -> int:
+    from .config import config_from_args
+    from .loop import train
+
+    cfg = config_from_args(args)
+    results = train(cfg)
+    if not results["finished"]:
+        print(f"stopped at the deadline during {results['stage']} (state in {cfg.out}); rerun the same command "
+              f"to continue", file=sys.stderr)
+        return EXIT_RESUMABLE
+    final = results["final"]
+    taus = ", ".join(f"B={k[1:]} {v['tau']:.2f}" for k, v in final.items() if k.startswith("B"))
+    print(f"wrote {results['model']} after {results['steps']} steps ({results['train_time_s'] / 60:.1f} min); "
+          f"held-out tau {taus}; curve: {Path(cfg.out) / 'tau_curve.png'}")
+    return 0
+
+
+def add_eval_parser(sub) -> None:
+    p = sub.add_parser("eval", help="held-out tau, acceptance per draft position and tokens per step (greedy)")
+    p.add_argument("--model", required=True, help="Orthrus checkpoint directory")
+    p.add_argument("--engine", choices=["reference", "sglang", "both"], default="reference")
+    p.add_argument("--block-sizes", default="", help="comma-separated, e.g. 16,8 (default: the checkpoint's)")
+    p.add_argument("--prompts", default="builtin", help="'builtin' (the shipped held-out split) or a JSONL of prompts")
+    p.add_argument("--num-prompts", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=16, help="reference engine: requests decoded together")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--check-ar", action="store_true", help="also decode plain AR and report the identical fraction")
+    p.add_argument("--json", help="write the results to this file")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    import torch
+
+    from ..ref.loader import load_config, load_model
+    from .evaluate import eval_prompts, eval_reference, eval_sglang
+    from .setup import load_tokenizer
+
+    config = load_config(args.model)
+    sizes = [int(b) for b in args.block_sizes.split(",") if b.strip()] or [config.block_size]
+    if any(b < 2 for b in sizes) or args.num_prompts < 1 or args.max_new_tokens < 1:
+        raise ValueError("block sizes must be >= 2, --num-prompts and --max-new-tokens >= 1")
+    prompts = eval_prompts(load_tokenizer(Path(args.model)), args.prompts, args.num_prompts)
+    engines = ["reference", "sglang"] if args.engine == "both" else [args.engine]
+    model = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype)) if "reference" in engines else None
+    results, ar_outputs = [], None
+    if args.check_ar:
+        ref_model = model or load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+        ar_outputs = eval_reference(ref_model, prompts, block_size=2, max_new_tokens=args.max_new_tokens,
+                                    batch_size=args.batch_size, ar_only=True).outputs
+    for engine in engines:
+        for b in sizes:
+            if engine == "reference":
+                r = eval_reference(model, prompts, block_size=b, max_new_tokens=args.max_new_tokens,
+                                   batch_size=args.batch_size, progress=sys.stderr.isatty())
+            else:
+                r = eval_sglang(args.model, prompts, block_size=b, max_new_tokens=args.max_new_tokens,
+                                device="cpu" if args.device == "cpu" else "cuda")
+            record = r.to_dict()
+            if ar_outputs is not None:
+                record["identical_to_ar"] = sum(a == o for a, o in zip(ar_outputs, r.outputs)) / len(prompts)
+            results.append(record)
+            rates = " ".join(f"{x:.2f}" for x in r.acceptance_per_position)
+            extra = f", identical to AR {record['identical_to_ar']:.0%}" if ar_outputs is not None else ""
+            print(f"[{engine}] B={b}: tau {r.tau:.3f}, tokens/step {r.tokens_per_step:.3f}, {r.num_prompts} prompts, "
+                  f"{r.num_steps} steps{extra}\n  acceptance by draft position: {rates}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "results": results}, indent=2) + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m orthrus_sglang.train.cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_train_parser(sub)
+    add_eval_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"orthrus: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
