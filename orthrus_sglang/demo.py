@@ -49,7 +49,8 @@ EOS_TOKEN = PAD_TOKEN = "<|im_end|>"
 MASK_TOKEN = "<reponame>"
 
 # Bump when the cached artefact changes (conversion, dtype, tokenizer fixes) to invalidate caches.
-CACHE_FORMAT = 2  # 2: tokenizer built from the GGUF with `tokenizers`, not transformers' converter
+# 2: tokenizer built from the GGUF with `tokenizers`, not transformers' converter; 3: trained diffusion view
+CACHE_FORMAT = 3
 # A build takes well under a minute; a temp dir this old belongs to a build that was killed.
 STALE_BUILD_S = 3600
 
@@ -192,6 +193,7 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
     from transformers import AutoTokenizer
 
     from orthrus_sglang.convert import convert_to_orthrus
+    from orthrus_sglang.demo_view import apply_demo_view
 
     gguf_path()  # fail fast with the install hint, before any work
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -204,6 +206,10 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
         mask_id = mask_token_id(AutoTokenizer.from_pretrained(plain))
         _log(progress, f"converting to Orthrus (block_size={block_size}, mask {MASK_TOKEN}={mask_id})")
         built = convert_to_orthrus(plain, work / "orthrus", block_size=block_size, mask_token_id=mask_id)
+        view = apply_demo_view(built)  # the trained diffusion view (orthrus_sglang/views/)
+        if view is not None:
+            _log(progress, f"trained diffusion view applied (rank {view['rank']} delta, held-out tau "
+                           f"{view['heldout_tau_this_view']:.2f} at B={view['block_size']})")
         try:
             os.rename(built, final)
         except OSError:
