@@ -74,7 +74,6 @@ def test_server_args_defaults(checkpoint):
     (dict(kv_canary="log"), "--kv-canary"),
     (dict(attention_backend="fa3"), r"attention backend \['fa3'\] is not validated"),
     (dict(attention_backend="fa4"), r"attention backend \['fa4'\] is not validated"),
-    (dict(speculative_use_rejection_sampling=True), "not implemented yet"),
     (dict(pp_size=2), "--pp-size > 1 is not supported"),
     (dict(enable_two_batch_overlap=True), "--enable-two-batch-overlap"),
     (dict(speculative_num_draft_tokens=1), "must be >= 2"),
