@@ -9,7 +9,11 @@ only ever used for the bonus token.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from .sampling import STREAM_ACCEPT, STREAM_DRAFT, STREAM_TOKEN, filtered_probs, row_keys, sample_keyed, uniforms
 
 
 def greedy_accept(draft_tokens: torch.Tensor, target_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +47,12 @@ def rejection_accept(
     if all k are accepted it comes from p_k.
     Returns (num_accepted long [bs] in 0..k, bonus long [bs]).
     """
+    num_accepted, bonus_dist = rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms)
+    return num_accepted, (bonus_dist / exponentials).argmax(dim=-1)
+
+
+def rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
+    """rejection_accept's (num_accepted [bs], distribution of the bonus token [bs, V])."""
     bs, k = draft_tokens.shape
     idx = draft_tokens.unsqueeze(-1)
     p_draft = target_probs[:, :k].gather(-1, idx).squeeze(-1)  # [bs, k]
@@ -52,15 +62,14 @@ def rejection_accept(
 
     rows = torch.arange(bs, device=draft_tokens.device)
     p_n = target_probs[rows, num_accepted]  # [bs, V]
-    # Past the last draft there is no q: pad with zeros so the residual is p itself.
-    q_padded = torch.cat([draft_probs, torch.zeros_like(draft_probs[:, :1])], dim=1)
-    residual = (p_n - q_padded[rows, num_accepted]).clamp_(min=0.0)
+    # Past the last draft there is no q: the residual is p itself.
+    q_n = draft_probs[rows, num_accepted.clamp(max=max(k - 1, 0))] if k else torch.zeros_like(p_n)
+    q_n = torch.where((num_accepted < k).view(bs, 1), q_n, torch.zeros_like(q_n))
+    residual = (p_n - q_n).clamp_(min=0.0)
     mass = residual.sum(dim=-1, keepdim=True)
     # p == q on a row leaves no residual mass; a rejection is then impossible in exact
     # arithmetic, and rounding is resolved by falling back to p.
-    bonus_dist = torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
-    bonus = (bonus_dist / exponentials).argmax(dim=-1)
-    return num_accepted, bonus
+    return num_accepted, torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
 
 
 def target_only_accept(
@@ -77,6 +86,12 @@ def target_only_accept(
     comes from p_k. The emitted tokens are distributed exactly as p, without materialising q.
     draft_tokens: long [bs, k]; target_probs: [bs, k+1, V]; uniforms: [bs, k]; exponentials: [bs, V].
     """
+    num_accepted, bonus_dist = target_only_bonus_dist(draft_tokens, target_probs, uniforms)
+    return num_accepted, (bonus_dist / exponentials).argmax(dim=-1)
+
+
+def target_only_bonus_dist(draft_tokens, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
+    """target_only_accept's (num_accepted [bs], distribution of the bonus token [bs, V])."""
     bs, k = draft_tokens.shape
     p_draft = target_probs[:, :k].gather(-1, draft_tokens.unsqueeze(-1)).squeeze(-1)
     num_accepted = (uniforms < p_draft).to(torch.int64).cumprod(dim=1).sum(dim=1)
@@ -90,5 +105,80 @@ def target_only_accept(
         residual = torch.where((num_accepted < k).unsqueeze(1), p_n * keep, p_n)
         mass = residual.sum(dim=-1, keepdim=True)
         p_n = torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
-    bonus = (p_n / exponentials).argmax(dim=-1)
-    return num_accepted, bonus
+    return num_accepted, p_n
+
+
+# ---- the one entry point both engines use -------------------------------------------------------
+@dataclass
+class RowSampling:
+    """Per-request sampling of a batch, as device tensors [bs] plus the host-side candidate bound.
+
+    greedy rows decode by argmax (their other fields are ignored); seeds key the counter-based
+    random numbers (sampling.row_keys); bound = sampling.candidate_bound of the rows.
+    """
+
+    greedy: torch.Tensor  # bool [bs]
+    temperature: torch.Tensor  # float [bs]
+    top_k: torch.Tensor  # int64 [bs], 0 or >= V: off
+    top_p: torch.Tensor  # float [bs]
+    min_p: torch.Tensor  # float [bs]
+    seeds: torch.Tensor  # int64 [bs]
+    bound: int
+    all_greedy: bool = False
+
+    def probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Filtered probabilities [bs, T, V] of logits [bs, T, V] (greedy rows: their own params, unused)."""
+        return filtered_probs(logits, self.temperature.clamp(min=1e-5), self.top_k, self.top_p, self.min_p, self.bound)
+
+    def sample(self, logits: torch.Tensor, positions: torch.Tensor, stream: int = STREAM_TOKEN):
+        """(tokens long [bs, T], probs [bs, T, V] or None): argmax for greedy rows, a keyed draw otherwise.
+
+        positions: int64 [bs, T], the positions of the rows of logits (they key the random numbers)."""
+        top1 = logits.argmax(dim=-1)
+        if self.all_greedy:
+            return top1, None
+        probs = self.probs(logits)
+        drawn = sample_keyed(probs, row_keys(self.seeds, positions, stream))
+        return torch.where(self.greedy.view(-1, 1), top1, drawn), probs
+
+
+def accept_block(drafts: torch.Tensor, target_logits: torch.Tensor, rows: RowSampling, start_positions: torch.Tensor,
+                 draft_probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accept a drafted block for every request of a batch, greedy and sampled mixed.
+
+    drafts: long [bs, B-1]; target_logits: [bs, B, V] (already biased/masked as AR would be);
+    start_positions: int64 [bs], the position L of block row 0; draft_probs: q [bs, B-1, V] the
+    drafts were sampled from (rejection sampling), or None: the drafts are deterministic (greedy
+    argmax of the diffusion view) and sampled rows use target-only verification.
+    Greedy rows: the longest prefix equal to the AR argmax, exactly as AR greedy decoding.
+    Sampled rows: emitted tokens are distributed exactly as AR sampling from rows.probs(target).
+    Uniforms and the bonus draw are keyed by (seed, position of the row, stream).
+    Returns (num_accepted long [bs] in 0..B-1, bonus long [bs]).
+    """
+    target_top1 = target_logits.argmax(dim=-1)
+    num_accepted, bonus = greedy_accept(drafts, target_top1)
+    if rows.all_greedy:
+        return num_accepted, bonus
+    bs, B, vocab = target_logits.shape
+    positions = start_positions.to(torch.int64).view(bs, 1) + torch.arange(B, device=drafts.device)
+    probs = rows.probs(target_logits)
+    u = uniforms(row_keys(rows.seeds, positions[:, : B - 1], STREAM_ACCEPT))
+    if draft_probs is None:
+        n, dist = target_only_bonus_dist(drafts, probs, u)
+    else:
+        n, dist = rejection_bonus_dist(drafts, draft_probs, probs, u)
+    # The bonus comes from target row n: its draw is keyed by that row's position, L + n.
+    b = sample_keyed(dist.unsqueeze(1), row_keys(rows.seeds, (start_positions.to(torch.int64) + n).view(bs, 1),
+                                                  STREAM_TOKEN)).view(bs)
+    sampled = ~rows.greedy
+    return torch.where(sampled, n, num_accepted), torch.where(sampled, b, bonus)
+
+
+def sample_drafts(diffusion_logits: torch.Tensor, rows: RowSampling, start_positions: torch.Tensor):
+    """Drafts from the diffusion view: (drafts long [bs, B-1], q [bs, B-1, V] or None).
+
+    diffusion_logits: [bs, B-1, V] of block rows 0..B-2 (row j predicts position L+j+1). Greedy rows
+    take the argmax; sampled rows draw from q = rows.probs(diffusion_logits), keyed by row position."""
+    bs, k, _ = diffusion_logits.shape
+    positions = start_positions.to(torch.int64).view(bs, 1) + torch.arange(k, device=diffusion_logits.device)
+    return rows.sample(diffusion_logits, positions, STREAM_DRAFT)

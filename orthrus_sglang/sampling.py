@@ -1,8 +1,12 @@
-"""Sampling parameters and the logits -> probabilities transform.
+"""Sampling parameters, the logits -> probabilities transform, and counter-based randomness.
 
-The same transform (temperature, then top-k, then top-p) is applied to the AR view's
-logits (p) and the diffusion view's logits (q): rejection sampling is lossless with respect
-to the *filtered* AR distribution only if both sides see the same filtering.
+The same transform (temperature, then top-k, top-p and min-p) is applied to the AR view's
+logits (p) and, where drafts are sampled, to the diffusion view's logits (q). Losslessness only
+needs the drafts to come from the q used in acceptance; the identical filtering keeps q close to p.
+
+Randomness is counter-based: every random number is a hash of (seed, position, stream, token id),
+computed with device tensor ops. Same seed, same output, whatever the batch; no host sync and no
+per-request torch.Generator, so it can live inside a captured graph.
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ import torch
 # Below this temperature a request is decoded greedily (argmax), the Orthrus default.
 GREEDY_TEMPERATURE = 1e-5
 
+# Random streams: a key (seed, position, stream) is consumed by at most one decision that shapes
+# the output. Position = the position of the input row whose logits are sampled.
+STREAM_DRAFT, STREAM_ACCEPT, STREAM_TOKEN = 1, 2, 3
+
 
 @dataclass(frozen=True, slots=True)
 class SamplingParams:
@@ -21,6 +29,7 @@ class SamplingParams:
     temperature: float = 0.0
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1.0 = off
+    min_p: float = 0.0  # 0.0 = off
     seed: int | None = None
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
@@ -37,6 +46,8 @@ class SamplingParams:
             bad(f"top_k must be an integer >= 0 (0 disables it), got {self.top_k!r}")
         if not isinstance(self.top_p, (int, float)) or not 0.0 < float(self.top_p) <= 1.0:
             bad(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.min_p, bool) or not isinstance(self.min_p, (int, float)) or not 0.0 <= float(self.min_p) <= 1.0:
+            bad(f"min_p must be in [0, 1], got {self.min_p!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             bad(f"seed must be an integer, got {self.seed!r}")
         if any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in self.stop_token_ids):
@@ -48,24 +59,92 @@ class SamplingParams:
         return self.temperature < GREEDY_TEMPERATURE
 
 
-def filtered_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    """Probabilities after temperature, top-k and top-p, per row.
+def candidate_bound(top_ks, top_ps, vocab: int) -> int:
+    """Host-side bound K on the tokens any row's top-k/top-p filter can keep (python lists, one per row).
 
-    logits: [bs, T, V]; temperature, top_p: float [bs]; top_k: int [bs] (0 = off).
-    Returns float32 probabilities [bs, T, V] that sum to 1 over V.
+    0: no row filters by top-k or top-p (min-p alone needs no sort). A row with top-p but no top-k
+    needs the whole sorted vocabulary (K = vocab): pass top_k to avoid that sort.
+    """
+    bound = 0
+    for k, p in zip(top_ks, top_ps):
+        k = int(k)
+        if 0 < k < vocab:
+            bound = max(bound, k)
+        elif float(p) < 1.0:
+            return vocab
+    return bound
+
+
+def filtered_probs(logits: torch.Tensor, temperature: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor,
+                   min_p: torch.Tensor | None = None, bound: int | None = None) -> torch.Tensor:
+    """Probabilities after temperature, top-k, top-p and min-p, per row, as SGLang's sampler filters.
+
+    logits: [bs, T, V]; temperature, top_p, min_p: float [bs]; top_k: int [bs] (0 or >= V: off).
+    bound: candidate_bound(...) of these rows (computed from the tensors when None: a host sync).
+    Top-k and top-p only ever look at the ``bound`` most probable tokens (torch.topk, not a sort of
+    the whole [bs, T, V]); min-p is a threshold relative to the top token. Returns float32 [bs, T, V]
+    summing to 1 over V. Top-p mass is measured before top-k, and the top token always survives.
     """
     bs, _, vocab = logits.shape
-    probs = (logits.float() / temperature.view(bs, 1, 1)).softmax(dim=-1)
-    sorted_probs, sorted_idx = probs.sort(dim=-1, descending=True)
-    k = torch.where(top_k > 0, top_k, torch.full_like(top_k, vocab))
-    rank = torch.arange(vocab, device=logits.device).view(1, 1, vocab)
-    # As SGLang's sampler does: top-p mass is measured on the temperature-scaled
-    # distribution before top-k, and the top token always survives both filters.
-    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
-    remove = (rank >= k.view(bs, 1, 1)) | (mass_before > top_p.view(bs, 1, 1))
-    sorted_probs = sorted_probs.masked_fill(remove, 0.0)
-    probs = torch.zeros_like(probs).scatter_(-1, sorted_idx, sorted_probs)
+    probs = (logits.float() / temperature.view(bs, 1, 1).float()).softmax(dim=-1)
+    if bound is None:
+        bound = candidate_bound(top_k.tolist(), top_p.tolist(), vocab)
+    if bound > 0:
+        k = torch.where((top_k > 0) & (top_k < vocab), top_k, torch.full_like(top_k, vocab)).view(bs, 1, 1)
+        vals, idx = probs.topk(bound, dim=-1)  # sorted, [bs, T, bound]
+        rank = torch.arange(bound, device=logits.device).view(1, 1, bound)
+        mass_before = vals.cumsum(dim=-1) - vals
+        keep = (rank < k) & (mass_before <= top_p.view(bs, 1, 1).float())
+        kept = torch.zeros_like(probs).scatter_(-1, idx, vals * keep)
+        # Rows that filter nothing keep every token, including those past the bound.
+        filtering = ((k.view(bs) < vocab) | (top_p < 1.0)).view(bs, 1, 1)
+        probs = torch.where(filtering, kept, probs)
+    if min_p is not None:
+        threshold = probs.amax(dim=-1, keepdim=True) * min_p.view(bs, 1, 1).float()
+        probs = probs.masked_fill(probs < threshold, 0.0)
     return probs / probs.sum(dim=-1, keepdim=True)
+
+
+# ---- counter-based randomness ------------------------------------------------------------------
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
+    """(x * c) mod 2**32 for int64 x in [0, 2**32), without int64 overflow."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (x * lo + (((x * hi) & 0xFFFF) << 16)) & _M32
+
+
+def _fmix32(x: torch.Tensor) -> torch.Tensor:
+    """MurmurHash3's 32-bit finaliser: a bijection of [0, 2**32) with full avalanche."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = _mul32(x, 0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def row_keys(seeds: torch.Tensor, positions: torch.Tensor, stream: int) -> torch.Tensor:
+    """32-bit keys of (seed, position, stream). seeds: int64 [bs]; positions: int64 [bs, T] -> [bs, T]."""
+    s = seeds.to(torch.int64).view(-1, 1)
+    h = _fmix32((s & _M32) ^ 0x9E3779B9)
+    h = _fmix32(h ^ ((s >> 32) & _M32))
+    h = _fmix32(h ^ (positions.to(torch.int64) & _M32))
+    return _fmix32(h ^ (stream * 0x27D4EB2F & _M32))
+
+
+def uniforms(keys: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Uniform floats in (0, 1): one per key [bs, T], or per key and column (cols: int64 [..., C] or [C])."""
+    h = keys if cols is None else _fmix32(keys.unsqueeze(-1) ^ _fmix32(cols.to(torch.int64) + 0x632BE5AB))
+    return ((h >> 8).to(torch.float32) + 0.5) * (1.0 / (1 << 24))
+
+
+def sample_keyed(probs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """One draw per row of probs [bs, T, V] by the exponential race: argmax_v probs[v] / E_v, with
+    E_v = -log U(key, v). Exact: the argmax is distributed as probs. Returns long [bs, T]."""
+    vocab = probs.shape[-1]
+    exponentials = -uniforms(keys, torch.arange(vocab, device=probs.device)).log()
+    return (probs / exponentials).argmax(dim=-1)
 
 
 def sample_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

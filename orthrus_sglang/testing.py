@@ -131,7 +131,8 @@ def write_tiny_checkpoint(path: str | Path, *, backbone: str = "qwen3", seed: in
     return path
 
 
-def exact_ar_distribution(model, prompt: list[int], *, temperature: float, top_k: int = 0, top_p: float = 1.0):
+def exact_ar_distribution(model, prompt: list[int], *, temperature: float, top_k: int = 0, top_p: float = 1.0,
+                          min_p: float = 0.0):
     """P(t1, t2, t3) of plain AR sampling after ``prompt``, [V, V, V], by enumerating every prefix.
 
     For the statistical losslessness tests: only sensible on a tiny vocabulary.
@@ -149,7 +150,7 @@ def exact_ar_distribution(model, prompt: list[int], *, temperature: float, top_k
         batch = ForwardBatch(torch.arange(n), torch.zeros(n, dtype=torch.long), ids.shape[1])
         logits = model(ids, model.new_cache(n, ids.shape[1]), batch, "ar")[:, -1:]
         return filtered_probs(logits, torch.full((n,), float(temperature)), torch.full((n,), top_k),
-                              torch.full((n,), float(top_p)))[:, 0].double()
+                              torch.full((n,), float(top_p)), torch.full((n,), float(min_p)))[:, 0].double()
 
     p1 = next_probs([prompt])[0]
     p2 = next_probs([prompt + [a] for a in range(vocab)])

@@ -96,3 +96,49 @@ def test_target_only_first_emitted_token_is_distributed_as_p():
     counts = torch.bincount(first, minlength=V).double()
     assert chisquare(counts.numpy(), (p0 * N).double().numpy()).pvalue > 1e-3
     assert abs(n.double().mean().item() - 0.25) < 0.01  # accepted with probability p(d) = 0.25
+
+
+def _sorted_reference(logits, temperature, top_k, top_p, min_p):
+    """The previous filter: a full sort of [bs, T, V] (SGLang's torch sampler, per row)."""
+    bs, _, vocab = logits.shape
+    probs = (logits.float() / temperature.view(bs, 1, 1)).softmax(dim=-1)
+    sp, si = probs.sort(dim=-1, descending=True)
+    k = torch.where((top_k > 0) & (top_k < vocab), top_k, torch.full_like(top_k, vocab))
+    rank = torch.arange(vocab).view(1, 1, vocab)
+    remove = (rank >= k.view(bs, 1, 1)) | ((sp.cumsum(-1) - sp) > top_p.view(bs, 1, 1))
+    sp = sp.masked_fill(remove, 0.0)
+    sp = sp.masked_fill(sp < sp[..., :1] * min_p.view(bs, 1, 1), 0.0)
+    out = torch.zeros_like(probs).scatter_(-1, si, sp)
+    return out / out.sum(-1, keepdim=True)
+
+
+def test_top_k_first_filter_equals_the_full_sort():
+    """filtered_probs (torch.topk over the candidate bound, then min-p) == the sorted reference, row by row,
+    for a batch mixing every parameter on and off."""
+    gen = torch.Generator().manual_seed(3)
+    V = 50
+    logits = torch.randn(6, 3, V, generator=gen) * 2
+    temperature = torch.tensor([1.0, 0.7, 1.3, 1.0, 0.5, 1.0])
+    top_k = torch.tensor([0, 5, 0, 12, 1, 60])
+    top_p = torch.tensor([1.0, 0.9, 1.0, 0.8, 1.0, 1.0])
+    min_p = torch.tensor([0.0, 0.0, 0.1, 0.05, 0.0, 0.2])
+    expected = _sorted_reference(logits, temperature, top_k, top_p, min_p)
+    torch.testing.assert_close(filtered_probs(logits, temperature, top_k, top_p, min_p), expected)
+    # without the top-p-only row, the bound is 12: no full sort, same result
+    torch.testing.assert_close(filtered_probs(logits[1:], temperature[1:], top_k[1:], top_p[1:], min_p[1:]),
+                               expected[1:])
+
+
+def test_keyed_randomness_is_uniform_and_reproducible():
+    from orthrus_sglang.sampling import row_keys, sample_keyed, uniforms
+
+    seeds = torch.tensor([1, 2, 2**40 + 1])
+    positions = torch.arange(4000).view(1, -1).expand(3, -1)
+    u = uniforms(row_keys(seeds, positions, 2))
+    assert torch.equal(u, uniforms(row_keys(seeds, positions, 2)))  # same key, same number
+    assert not torch.equal(u[0], u[1]) and not torch.equal(u, uniforms(row_keys(seeds, positions, 3)))
+    counts = torch.histc(u.flatten(), bins=20, min=0, max=1)
+    assert chisquare(counts.numpy()).pvalue > 1e-3 and 0 < u.min() and u.max() < 1
+    p = torch.tensor([0.1, 0.5, 0.05, 0.35])
+    draws = sample_keyed(p.expand(1, 8000, 4), row_keys(torch.tensor([9]), torch.arange(8000).view(1, -1), 1))
+    assert chisquare(torch.bincount(draws[0], minlength=4).numpy(), (p * 8000).numpy()).pvalue > 1e-3

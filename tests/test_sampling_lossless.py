@@ -13,7 +13,9 @@ from orthrus_sglang.ref.engine import Engine
 from orthrus_sglang.testing import chi_square_pvalue, exact_ar_distribution, write_tiny_checkpoint
 
 V, PROMPT, N = 16, [3, 1, 4], 4000
-SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=6, top_p=0.9)]
+SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=6, top_p=0.9), dict(temperature=1.0, min_p=0.15),
+            dict(temperature=0.8, top_p=0.85, min_p=0.05)]
+SETTING_IDS = ["t1", "t0.7-k6-p0.9", "t1-minp0.15", "t0.8-p0.85-minp0.05"]
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +26,13 @@ def tiny_vocab_model(tmp_path_factory):
 
 
 def exact_joint(model, params: SamplingParams) -> torch.Tensor:
-    return exact_ar_distribution(model, PROMPT, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p)
+    return exact_ar_distribution(model, PROMPT, temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
+                                 min_p=params.min_p)
 
 
 def orthrus_samples(engine: Engine, params: SamplingParams) -> torch.Tensor:
     plist = [SamplingParams(max_new_tokens=3, ignore_eos=True, seed=i, temperature=params.temperature,
-                            top_k=params.top_k, top_p=params.top_p) for i in range(N)]
+                            top_k=params.top_k, top_p=params.top_p, min_p=params.min_p) for i in range(N)]
     results = engine.generate([PROMPT] * N, plist)
     return torch.tensor([r.token_ids for r in results])  # [N, 3]
 
@@ -37,12 +40,14 @@ def orthrus_samples(engine: Engine, params: SamplingParams) -> torch.Tensor:
 goodness_of_fit = chi_square_pvalue
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=["t1", "t0.7-k6-p0.9"])
+@pytest.mark.parametrize("setting", SETTINGS, ids=SETTING_IDS)
 def test_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab_model, setting):
     params = SamplingParams(**setting)
     engine = Engine(tiny_vocab_model, block_size=4, max_batch_size=N)
     joint = exact_joint(engine.model, params)
     samples = orthrus_samples(engine, params)
+    print(f"\n[reference sampling {setting}] p-values (t1,t2) {goodness_of_fit(samples[:, :2], joint.sum(2)):.3g}, "
+          f"(t2,t3) {goodness_of_fit(samples[:, 1:], joint.sum(0)):.3g}, t3 {goodness_of_fit(samples[:, 2:], joint.sum((0, 1))):.3g}")
     assert goodness_of_fit(samples[:, :2], joint.sum(2)) > 1e-3  # (t1, t2): t2 is a draft or a residual draw
     assert goodness_of_fit(samples[:, 2:], joint.sum((0, 1))) > 1e-3  # t3 marginal
     assert goodness_of_fit(samples[:, 1:], joint.sum(0)) > 1e-3  # (t2, t3): both from one block
@@ -66,6 +71,40 @@ def test_the_chi_square_test_catches_a_lossy_acceptance_rule(tiny_vocab_model):
     joint = exact_joint(engine.model, params)
     samples = orthrus_samples(engine, params)
     assert goodness_of_fit(samples[:, :2], joint.sum(2)) < 1e-6
+
+
+class DropsMinPEngine(Engine):
+    """The bug this branch fixed, on purpose: min_p silently ignored."""
+
+    def _rows(self, reqs, vocab):
+        rows = super()._rows(reqs, vocab)
+        rows.min_p = torch.zeros_like(rows.min_p)
+        return rows
+
+
+def test_the_chi_square_test_catches_a_dropped_min_p(tiny_vocab_model):
+    params = SamplingParams(temperature=1.0, min_p=0.15)
+    engine = DropsMinPEngine(tiny_vocab_model, block_size=4, max_batch_size=N)
+    samples = orthrus_samples(engine, params)
+    pvalue = goodness_of_fit(samples[:, :2], exact_joint(engine.model, params).sum(2))
+    print(f"\n[power: min_p dropped] p-value (t1,t2) {pvalue:.3g}")
+    assert pvalue < 1e-6
+
+
+def test_mixed_batch_greedy_rows_equal_ar_greedy(tiny_vocab_model):
+    """Greedy and sampled requests in one batch: the greedy ones are token-identical to AR greedy."""
+    engine = Engine(tiny_vocab_model, block_size=4, max_batch_size=8)
+    greedy = SamplingParams(max_new_tokens=24, ignore_eos=True)
+    sampled = [SamplingParams(max_new_tokens=24, ignore_eos=True, temperature=0.9, top_k=8, min_p=0.02, seed=s)
+               for s in range(3)]
+    prompts = [PROMPT, [5, 9], PROMPT, [7, 7, 7], [2]]
+    params = [greedy, sampled[0], greedy, sampled[1], sampled[2]]
+    mixed = engine.generate(prompts, params)
+    ar = engine.generate([prompts[0], prompts[2]], greedy, ar_only=True)
+    assert mixed[0].token_ids == ar[0].token_ids and mixed[2].token_ids == ar[1].token_ids
+    # and the sampled rows are those of the same requests run alone (seeded, batch-independent)
+    alone = engine.generate([prompts[1]], [sampled[0]])
+    assert alone[0].token_ids == mixed[1].token_ids
 
 
 def test_seeded_sampling_is_reproducible(tiny_vocab_model):

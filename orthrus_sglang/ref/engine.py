@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..accept import greedy_accept, rejection_accept
+from ..accept import RowSampling, accept_block, sample_drafts
 from ..logprobs import LogprobRequest, TokenLogprob, token_logprobs
-from ..sampling import SamplingParams, filtered_probs, sample_from
+from ..sampling import SamplingParams, candidate_bound
 from ..stats import DecodeStats
 from .loader import load_config, load_model, resolve_model_dir
 from .model import ForwardBatch, OrthrusForCausalLM
@@ -118,12 +118,10 @@ class Engine:
         request_id = request_id or uuid.uuid4().hex
         if request_id in self.running or any(r.request_id == request_id for r in self.waiting):
             raise ValueError(f"request id {request_id!r} is already in use")
-        generator = None
-        if not params.is_greedy:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
+        # The seed keys every random number of this request (sampling.row_keys): same seed, same output.
+        seed = params.seed if params.seed is not None else secrets.randbits(63)
         stats = DecodeStats(block_size=1 if ar_only else self.block_size)
-        self.waiting.append(Request(request_id, prompt_ids, params, ar_only, stats, generator, logprobs=logprobs))
+        self.waiting.append(Request(request_id, prompt_ids, params, ar_only, stats, seed, logprobs=logprobs))
         return request_id
 
     def abort(self, request_id: str) -> bool:
@@ -195,7 +193,7 @@ class Engine:
         hidden = self.model.hidden_states(ids.to(self.device), self.cache, batch, "ar")
         rows = torch.arange(len(reqs), device=self.device)
         logits = self.model.logits(hidden[rows, self._tensor(lengths) - 1].unsqueeze(1))
-        first = self._choose(reqs, logits)[:, 0].tolist()
+        first = self._choose(reqs, logits, self._tensor([n - 1 for n in lengths]))[:, 0].tolist()
         for i, (r, token) in enumerate(zip(reqs, first)):
             emitted.tokens[r.request_id] = r.commit([token], self.eos_token_ids)
             self._score(r, logits[i], emitted)
@@ -206,7 +204,8 @@ class Engine:
         """The baseline: one AR token per step on the same model, cache and sampler."""
         ids = self._tensor([[r.last_token] for r in reqs])
         logits = self.model(ids, self.cache, self._batch(reqs, 1), "ar")
-        for i, (r, token) in enumerate(zip(reqs, self._choose(reqs, logits)[:, 0].tolist())):
+        positions = self._tensor([r.committed_len for r in reqs])
+        for i, (r, token) in enumerate(zip(reqs, self._choose(reqs, logits, positions)[:, 0].tolist())):
             r.stats.record_step(0)
             emitted.tokens[r.request_id] = r.commit([token], self.eos_token_ids)
             self._score(r, logits[i], emitted)
@@ -227,33 +226,21 @@ class Engine:
             self._score(r, target_logits[i], emitted)  # verify row j produced emitted token j
 
     def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch):
-        """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, for sampled rows, q [bs, B-1, V]."""
+        """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, when any row samples, q [bs, B-1, V]
+        (greedy rows: the argmax; sampled rows: a draw from q, filtered as p is)."""
         if self.block_size == 1:
             return block[:, 1:], None
         logits = self.model(block, self.cache, batch, "diff")[:, :-1]
-        drafts, probs = logits.argmax(dim=-1), None
-        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
-        if sampled:
-            probs = self._probs(reqs, logits)
-            for i in sampled:
-                drafts[i] = sample_from(probs[i], reqs[i].generator)
+        drafts, probs = sample_drafts(logits, self._rows(reqs, logits.shape[-1]), batch.cached_lens)
         if self.draft_hook is not None:
             drafts = self.draft_hook(reqs, drafts.clone())
         return drafts, probs
 
     def accept(self, reqs, drafts, draft_probs, target_logits) -> tuple[torch.Tensor, torch.Tensor]:
-        num_accepted, bonus = greedy_accept(drafts, target_logits.argmax(dim=-1))
-        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
-        if sampled:
-            target_probs = self._probs(reqs, target_logits)
-            for i in sampled:
-                gen, k, vocab = reqs[i].generator, drafts.shape[1], target_logits.shape[-1]
-                uniforms = torch.rand(1, k, generator=gen, device=self.device)
-                exponentials = torch.empty(1, vocab, device=self.device).exponential_(generator=gen)
-                n, b = rejection_accept(drafts[i : i + 1], draft_probs[i : i + 1], target_probs[i : i + 1],
-                                        uniforms=uniforms, exponentials=exponentials)
-                num_accepted[i], bonus[i] = n[0], b[0]
-        return num_accepted, bonus
+        """accept.accept_block: greedy rows by prefix match, sampled rows by rejection sampling against q."""
+        rows = self._rows(reqs, target_logits.shape[-1])
+        start = self._tensor([r.committed_len for r in reqs])
+        return accept_block(drafts, target_logits, rows, start, draft_probs)
 
     # ---- logprobs ----------------------------------------------------------------------
     def _score(self, r: Request, logits: torch.Tensor, emitted: _Emitted) -> None:
@@ -276,22 +263,22 @@ class Engine:
         return out
 
     # ---- sampling ----------------------------------------------------------------------
-    def _probs(self, reqs: list[Request], logits: torch.Tensor) -> torch.Tensor:
+    def _rows(self, reqs: list[Request], vocab: int) -> RowSampling:
         p = [r.params for r in reqs]
-        temperature = torch.tensor([max(x.temperature, 1e-5) for x in p], device=self.device)
-        top_k = self._tensor([x.top_k for x in p])
-        top_p = torch.tensor([float(x.top_p) for x in p], device=self.device)
-        return filtered_probs(logits, temperature, top_k, top_p)
+        greedy = [x.is_greedy for x in p]
+        return RowSampling(
+            greedy=torch.tensor(greedy, device=self.device),
+            temperature=torch.tensor([max(x.temperature, 1e-5) for x in p], device=self.device),
+            top_k=self._tensor([x.top_k for x in p]), top_p=torch.tensor([float(x.top_p) for x in p], device=self.device),
+            min_p=torch.tensor([float(x.min_p) for x in p], device=self.device),
+            seeds=self._tensor([r.seed for r in reqs]),
+            bound=candidate_bound([0 if g else x.top_k for g, x in zip(greedy, p)],
+                                  [1.0 if g else x.top_p for g, x in zip(greedy, p)], vocab),
+            all_greedy=all(greedy))
 
-    def _choose(self, reqs: list[Request], logits: torch.Tensor) -> torch.Tensor:
-        """Next token per row of logits [bs, T, V]: argmax for greedy requests, a draw otherwise."""
-        tokens = logits.argmax(dim=-1)
-        sampled = [i for i, r in enumerate(reqs) if not r.params.is_greedy]
-        if sampled:
-            probs = self._probs(reqs, logits)
-            for i in sampled:
-                tokens[i] = sample_from(probs[i], reqs[i].generator)
-        return tokens
+    def _choose(self, reqs: list[Request], logits: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Next token per row of logits [bs, 1, V] at input positions [bs]: argmax (greedy) or a keyed draw."""
+        return self._rows(reqs, logits.shape[-1]).sample(logits, positions.view(-1, 1))[0]
 
     def _tensor(self, values) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=self.device)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
 from ..logprobs import LogprobRequest
 from ..sampling import SamplingParams
 from ..stats import DecodeStats
@@ -18,7 +16,7 @@ class Request:
     params: SamplingParams
     ar_only: bool
     stats: DecodeStats
-    generator: torch.Generator | None  # per-request RNG: a seeded request replays exactly
+    seed: int  # keys every random number of the request (sampling.row_keys): a seeded request replays exactly
     output_ids: list[int] = field(default_factory=list)
     slot: int | None = None
     finish_reason: str | None = None  # "stop" | "length" | "abort"

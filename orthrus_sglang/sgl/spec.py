@@ -100,9 +100,6 @@ def validate_orthrus_server_args(server_args) -> None:
     if unsupported:
         problems.append(f"attention backend {sorted(unsupported)} is not validated with ORTHRUS yet; "
                         f"pass --attention-backend one of {list(SUPPORTED_ATTENTION_BACKENDS)}")
-    if server_args.speculative_use_rejection_sampling:
-        problems.append("--speculative-use-rejection-sampling (q-sampled drafts) is not implemented yet; "
-                        "sampling requests are verified losslessly against greedy drafts without it")
     try:
         import torch
 

@@ -10,6 +10,7 @@ SGLang's own). Prefill is the target worker's plain AR extend.
 from __future__ import annotations
 
 import logging
+import secrets
 
 import torch
 
@@ -32,8 +33,8 @@ from sglang.srt.speculative.spec_utils import (
     build_grammar_vocab_mask,
 )
 
-from ..accept import greedy_accept, target_only_accept
-from ..sampling import filtered_probs
+from ..accept import RowSampling, accept_block, greedy_accept
+from ..sampling import candidate_bound
 from .metrics import OrthrusMetrics
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,10 @@ class OrthrusWorker(BaseSpecWorker):
         self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
         self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
         self.metrics = OrthrusMetrics.create(server_args, self.block_size)
+        # --speculative-use-rejection-sampling, as for EAGLE: sampled requests draft from the diffusion
+        # distribution q and verify with full rejection sampling. Without it drafts stay the diffusion
+        # argmax and sampled requests use target-only rejection sampling. Both are exact.
+        self.sample_drafts = bool(getattr(server_args, "speculative_use_rejection_sampling", False))
         logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
 
     def _max_batch_size(self) -> int:
@@ -124,6 +129,9 @@ class OrthrusWorker(BaseSpecWorker):
         return self._decode(batch, on_publish, grammar_barrier)
 
     def _prefill(self, batch, on_publish) -> GenerationBatchResult:
+        if batch.sampling_info is not None:
+            # The first token: SGLang's sampler draws it, keyed by the request's seed (hooks.seeded_sample).
+            batch.sampling_info.orthrus_rows = self.row_sampling(batch)
         out = self.target_worker.forward_batch_generation(batch)
         out.new_seq_lens = batch.seq_lens  # spec-v2 convention: the committed length L, first token not in it
         if on_publish is not None:
@@ -148,8 +156,13 @@ class OrthrusWorker(BaseSpecWorker):
         prefix_lens = batch.seq_lens  # L: committed KV length; the block sits at L..L+B-1
         block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
 
+        rows = self.row_sampling(batch)
+        # Sampled drafts (--speculative-use-rejection-sampling): the model draws them inside its forward.
+        self.model.orthrus_rows = rows if self.sample_drafts and rows is not None and not rows.all_greedy else None
+        self.model.orthrus_draft_probs = None
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
         logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
+        draft_probs, self.model.orthrus_draft_probs = self.model.orthrus_draft_probs, None
         drafts = self.model.orthrus_draft_ids[: bs * (B - 1)].view(bs, B - 1)
         candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
 
@@ -164,7 +177,7 @@ class OrthrusWorker(BaseSpecWorker):
             apply_dflash_verify_logits_adjustments(next_token_logits=logits, sampling_info=batch.sampling_info,
                                                    draft_token_num=B)
 
-        num_accepted, bonus, target_top1 = self.accept(batch, drafts, logits.view(bs, B, -1))
+        num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_probs)
         accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs)
         accept_len.copy_(num_accepted)
         out_bonus.copy_(bonus)
@@ -228,22 +241,44 @@ class OrthrusWorker(BaseSpecWorker):
         result = self.target_worker.forward_batch_generation(batch=None, forward_batch=forward_batch, is_verify=True)
         return result.logits_output, result.can_run_cuda_graph
 
-    def accept(self, batch, drafts: torch.Tensor, logits: torch.Tensor):
-        """(num_accepted [bs], bonus [bs], AR argmax [bs, B]). Greedy: longest matching prefix.
-        Sampling: target-only rejection sampling against the greedy drafts (lossless w.r.t. p)."""
-        target_top1 = logits.argmax(dim=-1)
+    def row_sampling(self, batch) -> RowSampling | None:
+        """The batch's sampling as accept.RowSampling, from SGLang's SamplingBatchInfo and the requests.
+
+        Seeds: the request's sampling_seed, else a random one drawn once per request (kept on the Req).
+        SGLang normalises greedy requests to top_k 1. No host sync: the host values come from batch.reqs."""
         info = batch.sampling_info
-        if info is None or info.is_all_greedy:
+        if info is None:
+            return None
+        vocab = int(info.vocab_size)
+        if info.is_all_greedy:
+            zeros = torch.zeros(len(batch.reqs), dtype=torch.int64, device=self.device)
+            return RowSampling(zeros.bool(), zeros.float(), zeros, zeros.float(), zeros.float(), zeros, 0, True)
+        seeds = []
+        for req in batch.reqs:
+            seed = getattr(req, "_orthrus_seed", None)
+            if seed is None:
+                given = req.sampling_params.sampling_seed
+                seed = int(given) if given is not None else secrets.randbits(62)
+                req._orthrus_seed = seed
+            seeds.append(seed)
+        params = [req.sampling_params for req in batch.reqs]
+        top_ks = info.top_ks.view(-1).to(torch.int64)
+        return RowSampling(
+            greedy=top_ks <= 1, temperature=info.temperatures.view(-1).float(), top_k=top_ks,
+            top_p=info.top_ps.view(-1).float(), min_p=info.min_ps.view(-1).float(),
+            seeds=torch.tensor(seeds, dtype=torch.int64).to(self.device, non_blocking=True),
+            bound=candidate_bound([p.top_k for p in params], [p.top_p for p in params], vocab))
+
+    def accept(self, batch, rows: RowSampling | None, drafts: torch.Tensor, logits: torch.Tensor,
+               draft_probs: torch.Tensor | None = None):
+        """(num_accepted [bs], bonus [bs], AR argmax [bs, B]) by accept.accept_block: greedy rows by
+        prefix match; sampled rows by rejection sampling against q (sampled drafts) or target-only
+        (greedy drafts). Exact for temperature, top_k, top_p and min_p."""
+        target_top1 = logits.argmax(dim=-1)
+        if rows is None or rows.all_greedy:
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
-        bs, B, vocab = logits.shape
-        temperature = info.temperatures.view(-1).float().clamp(min=1e-5)
-        top_p = info.top_ps.view(-1).float()
-        top_k = info.top_ks.view(-1).to(torch.int64).clamp(max=vocab)
-        probs = filtered_probs(logits, temperature, top_k, top_p)
-        uniforms = torch.rand((bs, B - 1), device=logits.device)
-        exponentials = torch.empty((bs, vocab), device=logits.device).exponential_()
-        num_accepted, bonus = target_only_accept(drafts, probs, uniforms=uniforms, exponentials=exponentials)
+        num_accepted, bonus = accept_block(drafts, logits, rows, batch.seq_lens, draft_probs)
         return num_accepted, bonus, target_top1
 
     def _result_buffers(self, bs: int):

@@ -74,7 +74,6 @@ def test_server_args_defaults(checkpoint):
     (dict(kv_canary="log"), "--kv-canary"),
     (dict(attention_backend="fa3"), r"attention backend \['fa3'\] is not validated"),
     (dict(attention_backend="fa4"), r"attention backend \['fa4'\] is not validated"),
-    (dict(speculative_use_rejection_sampling=True), "not implemented yet"),
     (dict(pp_size=2), "--pp-size > 1 is not supported"),
     (dict(enable_two_batch_overlap=True), "--enable-two-batch-overlap"),
     (dict(speculative_num_draft_tokens=1), "must be >= 2"),
@@ -104,22 +103,72 @@ def sampling_engine(tiny_vocab, engine_factory):
                           max_running_requests=32)
 
 
-@pytest.mark.parametrize("setting", [dict(temperature=1.0, top_k=-1, top_p=1.0),
-                                     dict(temperature=0.7, top_k=6, top_p=0.9)], ids=["t1", "t0.7-k6-p0.9"])
-def test_sglang_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab, sampling_engine, setting):
-    outs = sampling_engine.generate(input_ids=[PROMPT] * N, sampling_params={**setting, "max_new_tokens": 3,
-                                                                     "ignore_eos": True})
+@pytest.fixture(scope="module")
+def rejection_engine(tiny_vocab, engine_factory):
+    """--speculative-use-rejection-sampling: sampled requests draft from q (models/orthrus.py _draft_sample)."""
+    return engine_factory(tiny_vocab, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True,
+                          max_running_requests=32, speculative_use_rejection_sampling=True)
+
+
+def check_sglang_distribution(engine, tiny_vocab, setting, label, n=N):
+    outs = engine.generate(input_ids=[PROMPT] * n, sampling_params={**setting, "max_new_tokens": 3, "ignore_eos": True})
     samples = torch.tensor([o["output_ids"] for o in outs])
-    joint = exact_ar_distribution(load_model(tiny_vocab), PROMPT, temperature=setting["temperature"],
-                                  top_k=max(setting["top_k"], 0), top_p=setting["top_p"])
+    model = load_model(tiny_vocab)
+    exact = dict(temperature=setting["temperature"], top_k=max(setting.get("top_k", -1), 0),
+                 top_p=setting.get("top_p", 1.0), min_p=setting.get("min_p", 0.0))
+    joint = exact_ar_distribution(model, PROMPT, **exact)
     verify_steps = sum(o["meta_info"]["spec_verify_ct"] for o in outs)
     accepted = sum(o["meta_info"]["spec_num_correct_drafts"] for o in outs)
-    print(f"\n[sglang sampling {setting}] {verify_steps} verify steps, {accepted} accepted drafts; p-values: "
-          f"(t1,t2) {chi_square_pvalue(samples[:, :2], joint.sum(2)):.3g}, (t2,t3) {chi_square_pvalue(samples[:, 1:], joint.sum(0)):.3g}")
-    assert accepted > 0 and verify_steps > accepted  # both accepted drafts and rejections happened
-    assert chi_square_pvalue(samples[:, :2], joint.sum(2)) > 1e-3
-    assert chi_square_pvalue(samples[:, 1:], joint.sum(0)) > 1e-3
-    assert chi_square_pvalue(samples[:, 2:], joint.sum((0, 1))) > 1e-3
+    pvalues = [chi_square_pvalue(samples[:, :2], joint.sum(2)), chi_square_pvalue(samples[:, 1:], joint.sum(0)),
+               chi_square_pvalue(samples[:, 2:], joint.sum((0, 1)))]
+    print(f"\n[sglang {label} {setting}] {verify_steps} verify steps, {accepted} accepted drafts; p-values "
+          f"(t1,t2) {pvalues[0]:.3g}, (t2,t3) {pvalues[1]:.3g}, t3 {pvalues[2]:.3g}")
+    rejected = sum(sum(o["meta_info"]["spec_accept_histogram"][:3]) for o in outs)  # steps with a rejection
+    assert accepted > 0 and rejected > 0  # both accepted drafts and rejections happened
+    assert min(pvalues) > 1e-3
+    if exact["min_p"] > 0 and exact["top_k"] == 0:  # power: min_p alone; told apart from the min_p-dropped law
+        dropped = exact_ar_distribution(model, PROMPT, **{**exact, "min_p": 0.0})
+        power = chi_square_pvalue(samples[:, :2], dropped.sum(2))
+        print(f"[sglang {label}] p-value against the min_p-dropped distribution: {power:.3g}")
+        assert power < 1e-6
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=1.0, top_k=-1, top_p=1.0),
+                                     dict(temperature=0.7, top_k=6, top_p=0.9),
+                                     dict(temperature=1.0, min_p=0.15)], ids=["t1", "t0.7-k6-p0.9", "t1-minp0.15"])
+def test_sglang_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab, sampling_engine, setting):
+    """Greedy drafts, target-only verification (the default)."""
+    check_sglang_distribution(sampling_engine, tiny_vocab, setting, "target-only", n=1000 if "min_p" in setting else N)
+
+
+@pytest.mark.parametrize("setting", [dict(temperature=1.0), dict(temperature=1.0, top_k=8, min_p=0.15)],
+                         ids=["t1", "t1-k8-minp0.15"])
+def test_sglang_sampled_drafts_match_exact_ar_distribution(tiny_vocab, rejection_engine, setting):
+    """Drafts sampled from q, full rejection sampling (--speculative-use-rejection-sampling)."""
+    check_sglang_distribution(rejection_engine, tiny_vocab, setting, "q-sampled", n=1000)
+
+
+def test_sglang_seeds_mixed_batches_and_refusals(rejection_engine, sampling_engine):
+    sampled = {"temperature": 0.8, "top_k": 8, "min_p": 0.05, "max_new_tokens": 12, "ignore_eos": True}
+    greedy = {"temperature": 0, "max_new_tokens": 12, "ignore_eos": True}
+    for engine in (rejection_engine, sampling_engine):
+        a = engine.generate(input_ids=[PROMPT] * 3, sampling_params=[{**sampled, "sampling_seed": 7},
+                                                                     {**sampled, "sampling_seed": 7},
+                                                                     {**sampled, "sampling_seed": 8}])
+        again = engine.generate(input_ids=[PROMPT], sampling_params={**sampled, "sampling_seed": 7})[0]
+        # same seed, same output (first token included), in another batch; another seed differs
+        assert a[0]["output_ids"] == a[1]["output_ids"] == again["output_ids"] != a[2]["output_ids"]
+        mixed = engine.generate(input_ids=[PROMPT, [5, 9], [7, 7]],
+                                sampling_params=[greedy, {**sampled, "sampling_seed": 7}, greedy])
+        alone = engine.generate(input_ids=[PROMPT, [7, 7]], sampling_params=greedy)
+        assert [mixed[0]["output_ids"], mixed[2]["output_ids"]] == [g["output_ids"] for g in alone]
+    # (min_new_tokens is refused too, but without a tokenizer SGLang refuses it first)
+    for param, value in [("repetition_penalty", 1.2), ("frequency_penalty", 0.5), ("presence_penalty", 0.3)]:
+        with pytest.raises(Exception, match=f"ORTHRUS speculative decoding cannot apply {param}"):
+            rejection_engine.generate(input_ids=[PROMPT], sampling_params={param: value, "max_new_tokens": 4})
+    # logit_bias is exact (the same bias on every verify row, as AR adds it to every step): honoured
+    out = rejection_engine.generate(input_ids=[PROMPT], sampling_params={**greedy, "logit_bias": {"3": 100.0}})[0]
+    assert out["output_ids"] == [3] * 12
 
 
 def test_pinned_acceptance_switch_as_dflash_reads_it(checkpoint, engine_factory):

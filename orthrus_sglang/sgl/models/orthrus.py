@@ -202,6 +202,11 @@ class OrthrusLM(nn.Module):
         # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
         # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
         self.orthrus_draft_ids: Optional[torch.Tensor] = None
+        # Set by the worker before an ORTHRUS forward when sampled requests draft from q
+        # (--speculative-use-rejection-sampling): accept.RowSampling; the forward leaves q [bs, B-1, V]
+        # in orthrus_draft_probs for the acceptance.
+        self.orthrus_rows = None
+        self.orthrus_draft_probs: Optional[torch.Tensor] = None
         self.fp8_lm_head: Optional[Fp8Weight] = None
 
     @staticmethod
@@ -238,7 +243,10 @@ class OrthrusLM(nn.Module):
         bs = forward_batch.batch_size
         B = block_ids.numel() // bs
         hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
-        drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
+        if self.orthrus_rows is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
+            drafts = self._draft_sample(block_ids, positions, hidden, forward_batch, bs, B)
+        else:
+            drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
         if self.orthrus_draft_ids is not None and B > 1:
             self.orthrus_draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
         verify_ids = torch.cat([block_ids.view(bs, B)[:, :1], drafts], dim=1).reshape(-1)
@@ -259,6 +267,17 @@ class OrthrusLM(nn.Module):
             return fp8_linear(rows, self.fp8_lm_head).argmax(dim=-1).view(bs, B - 1)
         weight = self.lm_head.weight[: self.config.vocab_size]  # drop the vocab padding rows
         return torch.matmul(rows.to(weight.dtype), weight.t()).argmax(dim=-1).view(bs, B - 1)
+
+    def _draft_sample(self, block_ids, positions, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
+        """[bs, B-1] drafts drawn from q = the filtered diffusion distribution (accept.sample_drafts);
+        greedy rows take the argmax. No host sync, no data-dependent shape (the candidate bound is a
+        host value of the batch's parameters)."""
+        from ...accept import sample_drafts
+
+        logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
+        logits = logits.view(bs, B, -1)[:, : B - 1, : self.config.vocab_size]
+        drafts, self.orthrus_draft_probs = sample_drafts(logits, self.orthrus_rows, positions.view(bs, B)[:, 0])
+        return drafts
 
     # ---- fp8 drafts ----------------------------------------------------------------------
     def post_load_weights(self) -> None:
