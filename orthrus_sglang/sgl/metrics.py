@@ -28,8 +28,13 @@ class OrthrusMetrics:
         self.per_position = [position.labels(**labels, position=str(i + 1)) for i in range(block_size - 1)]
 
     @classmethod
-    def create(cls, server_args, block_size: int) -> "OrthrusMetrics | None":
+    def create(cls, server_args, block_size: int, tp_rank: int | None = None) -> "OrthrusMetrics | None":
+        """None without --enable-metrics, and on every TP rank but 0: all ranks run the same steps and write
+        to one prometheus multiprocess directory, so counting on each would multiply the series by tp_size
+        (SGLang's own scheduler series are likewise kept by attention-TP rank 0; DP attention is refused)."""
         if not getattr(server_args, "enable_metrics", False):
+            return None
+        if (tp_rank if tp_rank is not None else _tp_rank()) != 0:
             return None
         return cls(block_size, server_args.served_model_name or server_args.model_path)
 
@@ -42,3 +47,12 @@ class OrthrusMetrics:
                 self.per_position[i].inc()
             if n >= self.block_size - 1:
                 self.full_blocks.inc()
+
+
+def _tp_rank() -> int:
+    try:
+        from sglang.srt.distributed import get_tensor_model_parallel_rank
+
+        return get_tensor_model_parallel_rank()
+    except Exception:  # no TP group (a unit test, or before SGLang's distributed init): a single rank
+        return 0

@@ -203,6 +203,8 @@ class SGLangBackend(Backend):
         if info is None:
             raise BackendUnavailable(f"SGLang at {self.url} did not answer /get_model_info.")
         server = await self._get_json("/get_server_info") or await self._get_json("/server_info") or {}
+        if "context_length" not in server and "router_manager" in server:
+            server = await self._router_worker_server_info() or server
         model_path = str(info.get("model_path") or self.settings.model or "")
         tokenizer_path = self.settings.model or info.get("tokenizer_path") or model_path
         if self.block_size is None and isinstance(server.get("speculative_num_draft_tokens"), int):
@@ -211,12 +213,29 @@ class SGLangBackend(Backend):
             tokenizer, config = await asyncio.get_running_loop().run_in_executor(None, _load_tokenizer, tokenizer_path)
         except Exception as e:
             raise BackendUnavailable(f"Could not load the tokenizer {tokenizer_path!r}: {e}")
+        if self.block_size is None and isinstance(config.get("block_size"), int):
+            self.block_size = config["block_size"]  # the checkpoint's, when the server did not say
         max_seq_len = server.get("context_length") or config.get("max_position_embeddings")
         eos = config.get("eos_token_id")
         eos_ids = frozenset(eos if isinstance(eos, list) else [] if eos is None else [eos])
         return ModelInfo(model_path=model_path, tokenizer=tokenizer, max_seq_len=max_seq_len,
                          block_size=self.block_size or config.get("block_size"), vocab_size=config.get("vocab_size"),
                          eos_token_ids=eos_ids, extra={"sglang_model_info": info})
+
+    async def _router_worker_server_info(self) -> dict | None:
+        """Behind SGLang's router (sglang-router), whose /get_server_info describes the router itself: the
+        server info of its first healthy worker (context length, speculative block size), from GET /workers."""
+        workers = (await self._get_json("/workers") or {}).get("workers")
+        for w in workers if isinstance(workers, list) else []:
+            if isinstance(w, dict) and w.get("is_healthy", True) and isinstance(w.get("url"), str):
+                try:
+                    resp = await self.client.get(w["url"].rstrip("/") + "/get_server_info",
+                                                 timeout=self.settings.health_timeout_s * 5)
+                    if resp.status_code == 200 and "context_length" in (info := resp.json()):
+                        return info
+                except Exception:  # that worker is gone or answers garbage: try the next one
+                    continue
+        return None
 
     def generate(self, req: GenRequest) -> GenStream:
         if req.ar_only:

@@ -131,10 +131,11 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def launch_sglang_server(model_path, port: int, log_path: Path, extra_args: list[str], timeout: float = 120):
+def launch_sglang_server(model_path, port: int, log_path: Path, extra_args: list[str], timeout: float = 120,
+                         env: dict[str, str] | None = None):
     args = ["-m", "sglang.launch_server", "--model-path", str(model_path), *extra_args,
             "--host", "127.0.0.1", "--port", str(port), *CPU_SERVER_ARGS]
-    return ServerProcess("sglang", args, port, log_path, env={"SGLANG_USE_CPU_ENGINE": "1"}).start(timeout)
+    return ServerProcess("sglang", args, port, log_path, env={"SGLANG_USE_CPU_ENGINE": "1", **(env or {})}).start(timeout)
 
 
 def launch_gateway(model_path, backend_url: str, port: int, log_path: Path, timeout: float = 120):
