@@ -44,14 +44,7 @@ def write_tiny_plain_qwen3(path: str | Path, *, seed: int = 0):
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
                          tie_word_embeddings=False, torch_dtype="float32")
     model = Qwen3ForCausalLM(config).eval()
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():  # logits far from uniform: greedy has clear margins, fp32 rounding cannot flip a token
-        for name, param in model.named_parameters():
-            if "norm" in name:
-                param.copy_(1.0 + 0.1 * torch.randn(param.shape, generator=gen))
-            else:
-                param.copy_(torch.randn(param.shape, generator=gen) * 1.2 / param.shape[-1] ** 0.5)
-    model.save_pretrained(str(path))
+    _sharpen_and_save(model, path, seed)
     return tok, model
 
 
@@ -69,6 +62,12 @@ def write_tiny_plain_llama(path: str | Path, *, seed: int = 0, tie_word_embeddin
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None,
                          tie_word_embeddings=tie_word_embeddings, torch_dtype="float32")
     model = LlamaForCausalLM(config).eval()
+    _sharpen_and_save(model, path, seed)
+    return tok, model
+
+
+def _sharpen_and_save(model, path, seed: int) -> None:
+    """Random weights with logits far from uniform: greedy has clear margins, fp32 rounding cannot flip a token."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -77,7 +76,6 @@ def write_tiny_plain_llama(path: str | Path, *, seed: int = 0, tie_word_embeddin
             else:
                 param.copy_(torch.randn(param.shape, generator=gen) * 1.2 / param.shape[-1] ** 0.5)
     model.save_pretrained(str(path))
-    return tok, model
 
 
 def tiny_config(*, backbone: str = "qwen3", vocab_size: int = 260, block_size: int = 4, **overrides) -> OrthrusConfig:

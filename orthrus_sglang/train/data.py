@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .jsonl import jsonl_records
+
 
 @dataclass(frozen=True)
 class Document:
@@ -28,21 +30,14 @@ class Document:
 
 def read_documents(path: str | Path) -> list[Document]:
     """A JSONL of {"prompt_ids": [...], "answer_ids": [...]} records (what ``distill`` writes)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file")
     docs = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                doc = Document([int(t) for t in record["prompt_ids"]], [int(t) for t in record["answer_ids"]])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{lineno}: expected a JSON object with prompt_ids and answer_ids ({exc})") from exc
-            if doc.prompt_ids and len(doc.answer_ids) >= 2:  # an anchor needs a token after it
-                docs.append(doc)
+    for lineno, record in jsonl_records(path, "data file"):
+        try:
+            doc = Document([int(t) for t in record["prompt_ids"]], [int(t) for t in record["answer_ids"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{lineno}: expected a JSON object with prompt_ids and answer_ids ({exc})") from exc
+        if doc.prompt_ids and len(doc.answer_ids) >= 2:  # an anchor needs a token after it
+            docs.append(doc)
     if not docs:
         raise ValueError(f"{path}: no usable documents (each needs a prompt and an answer of 2+ tokens)")
     return docs
