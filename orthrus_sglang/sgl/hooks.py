@@ -58,9 +58,8 @@ UNEXACT_SAMPLING = {
 
 
 def unexact_sampling_problems(sampling_params) -> list[str]:
-    problems = [f"{name}={getattr(sampling_params, name)!r}" for name, off in UNEXACT_SAMPLING.items()
-                if getattr(sampling_params, name, off) not in (off, None)]
-    return problems
+    return [f"{name}={getattr(sampling_params, name)!r}" for name, off in UNEXACT_SAMPLING.items()
+            if getattr(sampling_params, name, off) not in (off, None)]
 
 
 def refuse_unexact_sampling(result, manager, obj, *args, **kwargs):

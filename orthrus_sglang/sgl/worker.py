@@ -158,7 +158,7 @@ class OrthrusWorker(BaseSpecWorker):
 
         rows = self.row_sampling(batch)
         # Sampled drafts (--speculative-use-rejection-sampling): the model draws them inside its forward.
-        self.model.orthrus_rows = rows if self.sample_drafts and rows is not None and not rows.all_greedy else None
+        self.model.orthrus_rows = rows if self.sample_drafts else None
         self.model.orthrus_draft_probs = None
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
         logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
@@ -242,17 +242,15 @@ class OrthrusWorker(BaseSpecWorker):
         return result.logits_output, result.can_run_cuda_graph
 
     def row_sampling(self, batch) -> RowSampling | None:
-        """The batch's sampling as accept.RowSampling, from SGLang's SamplingBatchInfo and the requests.
+        """The batch's sampling as accept.RowSampling, from SGLang's SamplingBatchInfo and the requests;
+        None when every request is greedy.
 
         Seeds: the request's sampling_seed, else a random one drawn once per request (kept on the Req).
         SGLang normalises greedy requests to top_k 1. No host sync: the host values come from batch.reqs."""
         info = batch.sampling_info
-        if info is None:
+        if info is None or info.is_all_greedy:  # None = every row greedy: no tensors to build per step
             return None
         vocab = int(info.vocab_size)
-        if info.is_all_greedy:
-            zeros = torch.zeros(len(batch.reqs), dtype=torch.int64, device=self.device)
-            return RowSampling(zeros.bool(), zeros.float(), zeros, zeros.float(), zeros.float(), zeros, 0, True)
         seeds = []
         for req in batch.reqs:
             seed = getattr(req, "_orthrus_seed", None)
@@ -275,7 +273,7 @@ class OrthrusWorker(BaseSpecWorker):
         prefix match; sampled rows by rejection sampling against q (sampled drafts) or target-only
         (greedy drafts). Exact for temperature, top_k, top_p and min_p."""
         target_top1 = logits.argmax(dim=-1)
-        if rows is None or rows.all_greedy:
+        if rows is None:
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
         num_accepted, bonus = accept_block(drafts, logits, rows, batch.seq_lens, draft_probs)
