@@ -56,12 +56,20 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.to(torch.float32) / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
 
-def _scaled_mm_ok(x: torch.Tensor, w: Fp8Weight) -> bool:
-    if not x.is_cuda or x.dtype != torch.bfloat16:  # row-wise _scaled_mm writes bf16
+def _scaled_mm_ok(dtype: torch.dtype, w: Fp8Weight) -> bool:
+    """Whether fp8_linear on activations of ``dtype`` runs torch._scaled_mm (else it emulates)."""
+    if not w.weight.is_cuda or dtype != torch.bfloat16:  # row-wise _scaled_mm writes bf16
         return False
-    if torch.cuda.get_device_capability(x.device) < (8, 9):
+    if torch.cuda.get_device_capability(w.weight.device) < (8, 9):
         return False
-    return x.shape[-1] % 16 == 0 and w.out_features % 16 == 0
+    return w.weight.shape[1] % 16 == 0 and w.out_features % 16 == 0
+
+
+def prepare_for(w: Fp8Weight, dtype: torch.dtype) -> None:
+    """Build now whatever fp8_linear will need for ``dtype`` (the emulation's dequantised copy), so
+    that nothing is allocated later, e.g. inside CUDA-graph capture."""
+    if not _scaled_mm_ok(dtype, w):
+        w.dequantized(dtype)
 
 
 def fp8_linear(x: torch.Tensor, w: Fp8Weight) -> torch.Tensor:
@@ -69,7 +77,7 @@ def fp8_linear(x: torch.Tensor, w: Fp8Weight) -> torch.Tensor:
     shape = x.shape
     x2 = x.reshape(-1, shape[-1])
     xq, x_scale = quantize_rows(x2)
-    if _scaled_mm_ok(x, w):
+    if _scaled_mm_ok(x.dtype, w):
         y = torch._scaled_mm(xq, w.weight.t(), scale_a=x_scale, scale_b=w.scale.view(1, -1), out_dtype=x.dtype)
     else:
         y = ((xq.to(torch.float32) * x_scale).to(x.dtype) @ w.dequantized(x.dtype).t())

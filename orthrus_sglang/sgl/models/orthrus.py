@@ -35,7 +35,7 @@ from sglang.srt.models.utils import apply_qk_norm
 from sglang.srt.runtime_context import get_parallel
 from sglang.srt.utils import add_prefix
 
-from ...fp8 import Fp8Weight, fp8_linear, quantize_weight
+from ...fp8 import Fp8Weight, fp8_linear, prepare_for, quantize_weight
 from ..block_attention import block_attention
 from ..options import block_attention_splits, use_block_attention, use_fp8_drafts
 
@@ -303,9 +303,8 @@ class OrthrusLM(nn.Module):
         self.fp8_lm_head = quantize_weight(self.lm_head.weight[: self.config.vocab_size])
         built.append(self.fp8_lm_head)
         dtype = next(self.parameters()).dtype
-        for w in built:  # emulated (not bf16 on Hopper): dequantise now, not inside graph capture
-            if dtype != torch.bfloat16 or not w.weight.is_cuda:
-                w.dequantized(dtype)
+        for w in built:
+            prepare_for(w, dtype)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
             logger.info("ORTHRUS fp8 drafts: %.2f GB of fp8 draft weights (%.2f GB net after freeing the "
