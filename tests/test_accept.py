@@ -1,10 +1,15 @@
 """The acceptance rules as pure functions, on hand-made tensors."""
 
+import pytest
 import torch
 from scipy.stats import chisquare
 
-from orthrus_sglang.accept import greedy_accept, rejection_accept, target_only_accept
-from orthrus_sglang.sampling import filtered_probs
+from orthrus_sglang import accept as accept_module
+from orthrus_sglang import sampling as sampling_module
+from orthrus_sglang.accept import (RowSampling, accept_block, greedy_accept, rejection_accept, rejection_bonus_dist,
+                                   sample_drafts, target_only_accept, target_only_bonus_dist)
+from orthrus_sglang.sampling import (STREAM_ACCEPT, STREAM_DRAFT, STREAM_TOKEN, candidate_bound, filtered_probs,
+                                     row_keys, sample_keyed, uniforms)
 
 
 def test_greedy_accept_counts_the_matching_prefix():
@@ -142,3 +147,85 @@ def test_keyed_randomness_is_uniform_and_reproducible():
     p = torch.tensor([0.1, 0.5, 0.05, 0.35])
     draws = sample_keyed(p.expand(1, 8000, 4), row_keys(torch.tensor([9]), torch.arange(8000).view(1, -1), 1))
     assert chisquare(torch.bincount(draws[0], minlength=4).numpy(), (p * 8000).numpy()).pvalue > 1e-3
+
+
+# ---- accept_block and sample_drafts (the entry points both engines use) -------------------------
+def _rows(vocab: int) -> RowSampling:
+    top_k, top_p = [0, 7, 0, 12, 1], [1.0, 0.9, 0.8, 1.0, 1.0]
+    return RowSampling(greedy=torch.tensor([False, False, False, False, True]),
+                       temperature=torch.tensor([1.0, 0.7, 1.3, 0.9, 1e-5]), top_k=torch.tensor(top_k),
+                       top_p=torch.tensor(top_p), min_p=torch.tensor([0.0, 0.0, 0.05, 0.1, 0.0]),
+                       seeds=torch.tensor([11, 12, 13, 2**40 + 1, 15]), bound=candidate_bound(top_k, top_p, vocab))
+
+
+def _dense_reference(drafts, logits, rows, start, dist):
+    """accept_block's result from the textbook dense rules (rejection_bonus_dist / target_only_bonus_dist
+    on the whole p [bs, B, V] and a dense q), with the same keyed random numbers."""
+    bs, B, vocab = logits.shape
+    k = B - 1
+    p = rows.probs(logits)
+    u = uniforms(row_keys(rows.seeds, start.view(bs, 1) + torch.arange(k), STREAM_ACCEPT))
+    if dist is None:
+        n, bonus_dist = target_only_bonus_dist(drafts, p, u)
+    else:
+        q = torch.zeros(bs, k, vocab).scatter_(-1, dist.tokens, dist.probs)
+        n, bonus_dist = rejection_bonus_dist(drafts, q, p, u)
+    bonus = sample_keyed(bonus_dist.unsqueeze(1), row_keys(rows.seeds, (start + n).view(bs, 1), STREAM_TOKEN)).view(bs)
+    greedy_n, greedy_bonus = greedy_accept(drafts, logits.argmax(-1))
+    return torch.where(rows.greedy, greedy_n, n), torch.where(rows.greedy, greedy_bonus, bonus)
+
+
+@pytest.mark.parametrize("sampled_drafts", [False, True], ids=["greedy-drafts", "sampled-drafts"])
+def test_accept_block_equals_the_dense_rules_in_small_chunks(monkeypatch, sampled_drafts):
+    """accept_block never holds p for the whole block (memory at concurrency 64); it must still give
+    exactly what the textbook rules give on the dense p and q, chunk size whatever."""
+    gen = torch.Generator().manual_seed(3)
+    bs, B, vocab = 5, 6, 40
+    rows, start = _rows(vocab), torch.tensor([7, 100, 3, 0, 9])
+    results = []
+    for trial in range(30):
+        target = torch.randn(bs, B, vocab, generator=gen) * 2
+        diffusion = target[:, :-1] + torch.randn(bs, B - 1, vocab, generator=gen)  # q near p: some accepts
+        if sampled_drafts:
+            drafts, dist = sample_drafts(diffusion, rows, start + trial, candidates=9)
+        else:
+            drafts, dist = diffusion.argmax(-1), None
+        expected = _dense_reference(drafts, target, rows, start + trial, dist)
+        for chunk in (1, vocab * bs, 1 << 24):  # one row per chunk, one block row per chunk, everything
+            monkeypatch.setattr(accept_module, "_CHUNK_ELEMENTS", chunk)
+            got = accept_block(drafts, target, rows, start + trial, dist)
+            assert [t.tolist() for t in got] == [t.tolist() for t in expected]
+        results.append(expected[0])
+    accepted = torch.stack(results)
+    assert accepted.max() > 0 and accepted.min() < B - 1  # both accepts and rejections were exercised
+
+
+def test_sampled_drafts_are_a_draw_from_q_made_dense():
+    """sample_drafts races only q's candidates; keyed by token id, that is the same draw as from
+    the dense q, and q is the filtered diffusion distribution over its top candidates."""
+    gen = torch.Generator().manual_seed(4)
+    bs, k, vocab = 5, 4, 30
+    rows, start = _rows(vocab), torch.tensor([1, 2, 3, 4, 5])
+    logits = torch.randn(bs, k, vocab, generator=gen) * 2
+    drafts, dist = sample_drafts(logits, rows, start, candidates=vocab)  # every token a candidate
+    dense = torch.zeros(bs, k, vocab).scatter_(-1, dist.tokens, dist.probs)
+    assert torch.allclose(dense, rows.probs(logits), atol=1e-6)
+    keys = row_keys(rows.seeds, start.view(bs, 1) + torch.arange(k), STREAM_DRAFT)
+    expected = torch.where(rows.greedy.view(bs, 1), logits.argmax(-1), sample_keyed(dense, keys))
+    assert drafts.tolist() == expected.tolist()
+    # With fewer candidates q lives on the top-C diffusion logits only.
+    drafts, dist = sample_drafts(logits, rows, start, candidates=3)
+    assert dist.probs.shape == (bs, k, 3) and torch.allclose(dist.probs.sum(-1), torch.ones(bs, k))
+    assert (dist.tokens == logits.topk(3, dim=-1).indices).all()
+    sampled = ~rows.greedy
+    assert (drafts[sampled].unsqueeze(-1) == dist.tokens[sampled]).any(-1).all()
+
+
+def test_sample_keyed_in_chunks_is_the_same_draw(monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    probs = torch.rand(3, 7, 50, generator=gen)
+    probs /= probs.sum(-1, keepdim=True)
+    keys = torch.randint(0, 2**32, (3, 7), generator=gen)
+    whole = sample_keyed(probs, keys)
+    monkeypatch.setattr(sampling_module, "_RACE_ELEMENTS", 60)  # one row at a time
+    assert sample_keyed(probs, keys).tolist() == whole.tolist()

@@ -15,16 +15,19 @@ PROMPTS = [[257, 72, 101, 108, 108, 111, 258], [40, 41], [5, 6, 7, 8, 9, 10, 11,
 
 
 def test_quantisation_is_per_channel_and_per_token():
-    w = torch.randn(48, 32) * torch.logspace(-3, 1, 48).unsqueeze(1)  # rows of very different ranges
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(48, 32, generator=gen) * torch.logspace(-3, 1, 48).unsqueeze(1)  # rows of very different ranges
     q = quantize_weight(w)
     assert q.weight.dtype == FP8 and q.scale.shape == (48,)
     rel = ((q.dequantized(torch.float32) - w).abs().amax(1) / w.abs().amax(1))
     assert rel.max() < 0.07  # e4m3 keeps 3 mantissa bits in every row, whatever its range
-    x = torch.randn(5, 32) * torch.tensor([1e-3, 1.0, 10.0, 100.0, 0.0]).unsqueeze(1)
+    x = torch.randn(5, 32, generator=gen) * torch.tensor([1e-3, 1.0, 10.0, 100.0, 0.0]).unsqueeze(1)
     xq, sx = quantize_rows(x)
     assert sx.shape == (5, 1) and torch.isfinite(xq.float()).all()
     y, want = fp8_linear(x, q), x @ w.t()
-    assert ((y - want).abs().amax(1) <= 0.08 * want.abs().amax(1) + 1e-9).all()
+    # e4m3 rounds each of x and w by at most 2**-4 (relative), so each product by at most
+    # (1 + 2**-4)**2 - 1 < 0.13 of its magnitude: a bound on every output, whatever the inputs.
+    assert ((y - want).abs() <= 0.13 * (x.abs() @ w.abs().t()) + 1e-9).all()
 
 
 @pytest.fixture(scope="module", params=["qwen3", "llama"])

@@ -60,7 +60,7 @@ def test_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab_model, settin
 class AlwaysAcceptEngine(Engine):
     """A lossy rule on purpose: every sampled draft is kept, the AR view only adds the bonus."""
 
-    def accept(self, reqs, drafts, draft_probs, target_logits):
+    def accept(self, reqs, drafts, draft_dist, target_logits):
         n = torch.full((drafts.shape[0],), drafts.shape[1], dtype=torch.long)
         return n, target_logits[:, -1].argmax(-1)
 
@@ -121,3 +121,17 @@ def test_diffusion_view_disagrees_with_ar_here(tiny_vocab_model):
                                                for i in range(200)])
     hist = [sum(r.stats.accept_length_histogram[n] for r in results) for n in range(4)]
     assert hist[0] > 0 and sum(hist[1:]) > 0
+
+
+def test_drafts_from_a_truncated_q_stay_lossless(tiny_vocab_model, monkeypatch):
+    """q keeps only DRAFT_CANDIDATES tokens (a fixed shape for the CUDA graph). Any q the drafts
+    really come from is lossless: with 3 candidates of 16 tokens the output still fits AR's."""
+    from orthrus_sglang import accept
+
+    monkeypatch.setattr(accept, "DRAFT_CANDIDATES", 3)
+    params = SamplingParams(temperature=1.0)
+    engine = Engine(tiny_vocab_model, block_size=4, max_batch_size=N)
+    samples = orthrus_samples(engine, params)
+    joint = exact_joint(engine.model, params)
+    assert goodness_of_fit(samples[:, :2], joint.sum(2)) > 1e-3
+    assert goodness_of_fit(samples[:, 1:], joint.sum(0)) > 1e-3

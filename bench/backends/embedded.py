@@ -23,7 +23,7 @@ from orthrus_sglang.ref.engine import Engine
 from orthrus_sglang.testing import write_tiny_checkpoint
 
 from ..bench_cpu import TINY_SHAPE, cpu_name
-from ..record import Mode, RequestTiming
+from ..record import Mode, RequestTiming, request_sampling
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 TINY = "tiny"
@@ -37,11 +37,14 @@ class EmbeddedBackend:
             raise ValueError("the embedded backend has no DFLASH mode (use --backend sglang)")
         if args.simulate_tau:
             raise ValueError("the embedded backend cannot pin acceptance (--simulate-tau needs --backend sglang)")
+        if "orthrus-sd" in args.modes:
+            raise ValueError("the embedded engine always draws sampled requests' drafts from q: use --modes orthrus")
         if args.shape not in (None, TINY):
             raise ValueError(f"the embedded backend has no --shape {args.shape!r}: use --model for a real "
                              f"checkpoint, or leave --shape out for the tiny random model")
         if (args.dtype or "fp32") not in DTYPES:
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)} for the embedded backend")
+        self.args = args
         self.device = args.device or "cpu"
         self.dtype = args.dtype or "fp32"
         self.slots = max(args.concurrency)
@@ -110,7 +113,6 @@ class EmbeddedSession:
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
         """Closed loop: a new request is submitted as soon as one finishes."""
         engine = self._engine_for(concurrency, max(map(len, prompts)) + out_len)
-        params = SamplingParams(max_new_tokens=out_len, ignore_eos=True)  # greedy by default
         pending, live = deque(enumerate(prompts)), {}
         submit, first, last, stats = {}, {}, {}, {}
         outputs: list[list[int]] = [[] for _ in prompts]
@@ -119,7 +121,7 @@ class EmbeddedSession:
                 while pending and len(live) < concurrency:
                     i, prompt = pending.popleft()
                     submit[i] = time.perf_counter()
-                    live[engine.add_request(prompt, params, ar_only=self._ar)] = i
+                    live[engine.add_request(prompt, self._params(i, out_len), ar_only=self._ar)] = i
                 step = engine.step()
                 now = time.perf_counter()  # step() returns host token ids: the step is done
                 for out in step:
@@ -136,6 +138,11 @@ class EmbeddedSession:
                 engine.abort(request_id)
         return [self._timing(len(p), outputs[i], first[i] - submit[i], last[i] - submit[i], stats[i])
                 for i, p in enumerate(prompts)]
+
+    def _params(self, index: int, out_len: int) -> SamplingParams:
+        s = request_sampling(self._backend.args, index)
+        return SamplingParams(max_new_tokens=out_len, ignore_eos=True, temperature=s["temperature"],
+                              top_p=s.get("top_p", 1.0), top_k=max(s.get("top_k", 0), 0), seed=s.get("sampling_seed"))
 
     def _timing(self, prompt_len, output_ids, ttft_s, e2e_s, stats) -> RequestTiming:
         if self._ar:  # the AR path records one-token "steps"; they are not verify steps

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..record import Mode, RequestTiming
+from ..record import Mode, RequestTiming, request_sampling
 from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
@@ -54,17 +54,17 @@ def _version(md, package: str) -> str | None:
 
 
 class SGLangSession:
-    def __init__(self, engine):
+    def __init__(self, engine, args):
         self.engine = engine
+        self.args = args
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
         return self.engine.loop.run_until_complete(self._generate(prompts, out_len, concurrency))
 
     async def _generate(self, prompts, out_len, concurrency):
         gate = asyncio.Semaphore(concurrency)
-        params = {"temperature": 0.0, "max_new_tokens": out_len, "ignore_eos": True}
-
-        async def one(ids: list[int]) -> RequestTiming:
+        async def one(i: int, ids: list[int]) -> RequestTiming:
+            params = {**request_sampling(self.args, i), "max_new_tokens": out_len, "ignore_eos": True}
             async with gate:
                 start, first, last = time.perf_counter(), None, None
                 stream = await self.engine.async_generate(input_ids=ids, sampling_params=params, stream=True)
@@ -81,7 +81,7 @@ class SGLangSession:
                                  accepted_per_position=[sum(hist[n] for n in range(i + 1, len(hist)))
                                                         for i in range(max(len(hist) - 1, 0))])
 
-        return list(await asyncio.gather(*(one(p) for p in prompts)))
+        return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
 
     def memory(self) -> dict:
         info = self.engine.get_server_info()
@@ -164,7 +164,8 @@ class SGLangBackend:
                               SGLANG_SIMULATE_ACC_METHOD="match-expected", SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
         extra: dict = {} if self.args.model else {"load_format": "dummy"}
         if mode.name == "ORTHRUS":
-            extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=mode.block_size)
+            extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=mode.block_size,
+                         speculative_use_rejection_sampling=mode.sampled_drafts)
         elif mode.name == "DFLASH":
             if self.args.model:
                 raise ValueError("the DFLASH peer runs on random weights only (--shape, no --model)")
@@ -179,4 +180,4 @@ class SGLangBackend:
                                max_running_requests=self.max_concurrency, random_seed=0,
                                log_level=self.args.log_level, custom_sigquit_handler=_raise,
                                **self._device_args(), **extra)
-        return SGLangSession(engine)
+        return SGLangSession(engine, self.args)

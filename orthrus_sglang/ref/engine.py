@@ -215,10 +215,10 @@ class Engine:
         batch = self._batch(reqs, B)
         block = torch.full((len(reqs), B), self.config.mask_token_id, dtype=torch.long, device=self.device)
         block[:, 0] = self._tensor([r.last_token for r in reqs])
-        drafts, draft_probs = self.draft(reqs, block, batch)
+        drafts, draft_dist = self.draft(reqs, block, batch)
         block[:, 1:] = drafts
         target_logits = self.model(block, self.cache, batch, "ar")  # verify: writes KV of L..L+B-1
-        num_accepted, bonus = self.accept(reqs, drafts, draft_probs, target_logits)
+        num_accepted, bonus = self.accept(reqs, drafts, draft_dist, target_logits)
         for i, r in enumerate(reqs):
             n = int(num_accepted[i])
             r.stats.record_step(n)
@@ -231,16 +231,16 @@ class Engine:
         if self.block_size == 1:
             return block[:, 1:], None
         logits = self.model(block, self.cache, batch, "diff")[:, :-1]
-        drafts, probs = sample_drafts(logits, self._rows(reqs, logits.shape[-1]), batch.cached_lens)
+        drafts, dist = sample_drafts(logits, self._rows(reqs, logits.shape[-1]), batch.cached_lens)
         if self.draft_hook is not None:
             drafts = self.draft_hook(reqs, drafts.clone())
-        return drafts, probs
+        return drafts, dist
 
-    def accept(self, reqs, drafts, draft_probs, target_logits) -> tuple[torch.Tensor, torch.Tensor]:
+    def accept(self, reqs, drafts, draft_dist, target_logits) -> tuple[torch.Tensor, torch.Tensor]:
         """accept.accept_block: greedy rows by prefix match, sampled rows by rejection sampling against q."""
         rows = self._rows(reqs, target_logits.shape[-1])
         start = self._tensor([r.committed_len for r in reqs])
-        return accept_block(drafts, target_logits, rows, start, draft_probs)
+        return accept_block(drafts, target_logits, rows, start, draft_dist)
 
     # ---- logprobs ----------------------------------------------------------------------
     def _score(self, r: Request, logits: torch.Tensor, emitted: _Emitted) -> None:

@@ -33,8 +33,9 @@ from sglang.srt.speculative.spec_utils import (
     build_grammar_vocab_mask,
 )
 
-from ..accept import RowSampling, accept_block, greedy_accept
+from ..accept import DraftDist, RowSampling, accept_block, greedy_accept
 from ..sampling import candidate_bound
+from .draft_sampling import DraftSampling
 from .metrics import OrthrusMetrics
 
 logger = logging.getLogger(__name__)
@@ -83,15 +84,20 @@ class OrthrusWorker(BaseSpecWorker):
             raise ValueError(f"ORTHRUS needs an Orthrus checkpoint (architecture OrthrusLM), got "
                              f"{type(self.model).__name__}: convert it with `orthrus convert`")
         # Before any CUDA graph is captured: the graphs hold this buffer's address.
-        self.model.alloc_draft_buffer(self._max_batch_size() * max(self.block_size - 1, 1))
+        max_bs = self._max_batch_size()
+        self.model.alloc_draft_buffer(max_bs * max(self.block_size - 1, 1))
         self._offsets = torch.arange(self.block_size, device=self.device)
         self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
         self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
         self.metrics = OrthrusMetrics.create(server_args, self.block_size)
         # --speculative-use-rejection-sampling, as for EAGLE: sampled requests draft from the diffusion
-        # distribution q and verify with full rejection sampling. Without it drafts stay the diffusion
-        # argmax and sampled requests use target-only rejection sampling. Both are exact.
-        self.sample_drafts = bool(getattr(server_args, "speculative_use_rejection_sampling", False))
+        # distribution q (inside the captured step) and verify with full rejection sampling. Without
+        # it drafts stay the diffusion argmax and sampled requests use target-only rejection
+        # sampling. Both are exact.
+        self.draft_sampling = None
+        if getattr(server_args, "speculative_use_rejection_sampling", False):
+            self.draft_sampling = DraftSampling(max_bs, self.block_size, int(config.vocab_size), self.device)
+        self.model.orthrus_draft_sampling = self.draft_sampling
         logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
 
     def _max_batch_size(self) -> int:
@@ -157,12 +163,11 @@ class OrthrusWorker(BaseSpecWorker):
         block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
 
         rows = self.row_sampling(batch)
-        # Sampled drafts (--speculative-use-rejection-sampling): the model draws them inside its forward.
-        self.model.orthrus_rows = rows if self.sample_drafts else None
-        self.model.orthrus_draft_probs = None
+        if self.draft_sampling is not None:  # the model draws sampled drafts inside its forward
+            self.draft_sampling.load(rows, bs)
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
         logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
-        draft_probs, self.model.orthrus_draft_probs = self.model.orthrus_draft_probs, None
+        draft_dist = self.draft_sampling.dist(bs, B) if self.draft_sampling is not None and rows is not None else None
         drafts = self.model.orthrus_draft_ids[: bs * (B - 1)].view(bs, B - 1)
         candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
 
@@ -177,7 +182,7 @@ class OrthrusWorker(BaseSpecWorker):
             apply_dflash_verify_logits_adjustments(next_token_logits=logits, sampling_info=batch.sampling_info,
                                                    draft_token_num=B)
 
-        num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_probs)
+        num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_dist)
         accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs)
         accept_len.copy_(num_accepted)
         out_bonus.copy_(bonus)
@@ -264,11 +269,11 @@ class OrthrusWorker(BaseSpecWorker):
         return RowSampling(
             greedy=top_ks <= 1, temperature=info.temperatures.view(-1).float(), top_k=top_ks,
             top_p=info.top_ps.view(-1).float(), min_p=info.min_ps.view(-1).float(),
-            seeds=torch.tensor(seeds, dtype=torch.int64).to(self.device, non_blocking=True),
+            seeds=_to_device(torch.tensor(seeds, dtype=torch.int64), self.device),
             bound=candidate_bound([p.top_k for p in params], [p.top_p for p in params], vocab))
 
     def accept(self, batch, rows: RowSampling | None, drafts: torch.Tensor, logits: torch.Tensor,
-               draft_probs: torch.Tensor | None = None):
+               draft_dist: DraftDist | None = None):
         """(num_accepted [bs], bonus [bs], AR argmax [bs, B]) by accept.accept_block: greedy rows by
         prefix match; sampled rows by rejection sampling against q (sampled drafts) or target-only
         (greedy drafts). Exact for temperature, top_k, top_p and min_p."""
@@ -276,7 +281,7 @@ class OrthrusWorker(BaseSpecWorker):
         if rows is None:
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
-        num_accepted, bonus = accept_block(drafts, logits, rows, batch.seq_lens, draft_probs)
+        num_accepted, bonus = accept_block(drafts, logits, rows, batch.seq_lens, draft_dist)
         return num_accepted, bonus, target_top1
 
     def _result_buffers(self, bs: int):
@@ -292,3 +297,11 @@ class OrthrusWorker(BaseSpecWorker):
                         new_seq_lens=torch.empty(cap, dtype=torch.int64, device=dev))
         return (bufs["accept_len"][:bs], bufs["commit_lens"][:bs], bufs["bonus"][:bs], bufs["out_tokens"][:bs],
                 bufs["new_seq_lens"][:bs])
+
+
+def _to_device(host: torch.Tensor, device) -> torch.Tensor:
+    """Host -> device without blocking the host: a copy from pageable memory waits for the stream
+    (everything queued before it), one from pinned memory does not."""
+    if torch.device(device).type != "cuda":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)

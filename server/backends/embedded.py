@@ -110,7 +110,7 @@ class EmbeddedBackend(Backend):
             raise BackendUnavailable("The engine is not running.")
         try:
             params = SamplingParams(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_k=req.top_k,
-                                    top_p=req.top_p, seed=req.seed, stop_token_ids=tuple(req.stop_token_ids),
+                                    top_p=req.top_p, min_p=req.min_p, seed=req.seed, stop_token_ids=tuple(req.stop_token_ids),
                                     ignore_eos=req.ignore_eos)
             spec = req.logprobs
             logprobs = None if spec is None else LogprobRequest(spec.top_k, spec.prompt_start, spec.token_ids)

@@ -27,6 +27,7 @@ log = logging.getLogger("orthrus.gateway")
 def sglang_sampling_params(req: GenRequest) -> dict:
     params = {"max_new_tokens": req.max_new_tokens, "temperature": req.temperature, "top_p": req.top_p,
               "top_k": req.top_k if req.top_k > 0 else -1,  # SGLang spells "off" as -1
+              "min_p": req.min_p,
               "stop_token_ids": list(req.stop_token_ids), "ignore_eos": req.ignore_eos}
     if req.seed is not None:
         params["sampling_seed"] = req.seed

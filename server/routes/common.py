@@ -65,7 +65,7 @@ def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: 
             req = GenRequest(prompt_ids=prompt_ids, max_new_tokens=max_new,
                              temperature=0.0 if body.temperature is None else body.temperature,
                              top_p=1.0 if body.top_p is None else body.top_p,
-                             top_k=max(body.top_k or 0, 0), seed=seed, ignore_eos=body.ignore_eos,
+                             top_k=max(body.top_k or 0, 0), min_p=body.min_p or 0.0, seed=seed, ignore_eos=body.ignore_eos,
                              ar_only=body.ar_only, logprobs=logprobs)
             specs.append(SeqSpec(p * n + j, req, stop))
     return specs

@@ -102,7 +102,8 @@ async def generate(request: Request):
         return EventStream(frames())
 
     specs = [SeqSpec(i, GenRequest(prompt_ids=j.prompt_ids, max_new_tokens=b, temperature=sp.temperature_or_default,
-                                   top_p=sp.top_p_or_default, top_k=sp.top_k_or_off, seed=sp.sampling_seed,
+                                   top_p=sp.top_p_or_default, top_k=sp.top_k_or_off, min_p=sp.min_p_or_off,
+                                   seed=sp.sampling_seed,
                                    stop_token_ids=tuple(sp.stop_token_ids or ()), ignore_eos=bool(sp.ignore_eos),
                                    ar_only=sp.ar_only, logprobs=j.logprobs), sp.stop or [], sp.skip_special)
              for i, (j, sp, b) in enumerate(zip(jobs, [j.params for j in jobs], budgets))]

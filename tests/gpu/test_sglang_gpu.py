@@ -292,3 +292,58 @@ def test_e_flashinfer_matches_reference_draft_for_draft(tiny128):
     assert_near_ties("(e) flashinfer fp16", tiny128, prompts, ref_tokens, tokens, "float16")
     assert len(equal) >= 16 and same_hist >= 0.9 * len(equal)
     assert sum(sum(h[1:]) for h in ref_hists) > 0, "the test needs accepted drafts"
+
+
+# ---- (g) sampling through the real server, CUDA graphs on --------------------------------------
+SAMPLING_SETTINGS = [dict(temperature=1.0), dict(temperature=0.7, top_k=6, top_p=0.9), dict(temperature=1.0, min_p=0.15)]
+V16_PROMPT = [3, 1, 4]
+
+
+@pytest.fixture(scope="module")
+def tiny_vocab16(tmp_path_factory):
+    """A 16-token vocabulary: the exact AR joint of 3 tokens can be enumerated (4,096 cells)."""
+    from orthrus_sglang.testing import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("gpu-v16"), with_tokenizer=False, vocab_size=16,
+                                 mask_token_id=15, eos_token_id=14, block_size=BLOCK, seed=5, diff_from_ar=True)
+
+
+@pytest.mark.parametrize("sampled_drafts", [False, True], ids=["target-only", "q-sampled-in-graph"])
+def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
+    """(g) fp32, CUDA graphs, overlap scheduler: 4,000 seeded requests per setting fit the exact AR
+    joint (chi-square), with greedy drafts verified target-only and with drafts sampled from q
+    inside the captured graph (--speculative-use-rejection-sampling). For the latter, graphs off
+    must give the very same tokens (the captured sampling is the eager one)."""
+    from orthrus_sglang.ref.loader import load_model
+    from orthrus_sglang.testing import sglang_sampling_check
+
+    model = load_model(tiny_vocab16)  # fp32 on the CPU: the enumeration's model
+    # deterministic: block_attention's key splits do not depend on the batch, so graphs on and off
+    # see bit-equal logits
+    flags = dict(dtype="float32", speculative_algorithm="ORTHRUS", max_running_requests=32,
+                 speculative_use_rejection_sampling=sampled_drafts, enable_deterministic_inference=True)
+    engine = launch(tiny_vocab16, **flags)
+    results = {}
+    try:
+        for setting in SAMPLING_SETTINGS:
+            r = results[str(setting)] = sglang_sampling_check(engine, model, V16_PROMPT, setting, n=4000)
+            p = r["pvalues"]
+            print(f"[gpu] (g) {'q-sampled' if sampled_drafts else 'target-only'} {setting}: {r['verify_steps']} verify "
+                  f"steps, {r['accepted']} accepted drafts; p-values (t1,t2) {p[0]:.3g}, (t2,t3) {p[1]:.3g}, "
+                  f"t3 {p[2]:.3g}" + (f"; min_p dropped {r['power_pvalue']:.3g}" if "power_pvalue" in r else ""))
+            assert r["accepted"] > 0 and r["rejected_steps"] > 0
+            assert min(p) > 1e-3
+            if "power_pvalue" in r:
+                assert r["power_pvalue"] < 1e-3
+    finally:
+        engine.shutdown()
+    if sampled_drafts:
+        engine = launch(tiny_vocab16, disable_cuda_graph=True, **flags)
+        try:
+            setting = SAMPLING_SETTINGS[1]
+            eager = sglang_sampling_check(engine, model, V16_PROMPT, setting, n=512)
+        finally:
+            engine.shutdown()
+        graphs = results[str(setting)]["outputs"][:512]
+        report("(g) q-sampled drafts, graphs on vs off, tokens", graphs, eager["outputs"])
+        assert graphs == eager["outputs"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from orthrus_sglang.ref.loader import load_model
-from orthrus_sglang.testing import chi_square_pvalue, exact_ar_distribution, write_tiny_checkpoint
+from orthrus_sglang.testing import sglang_sampling_check, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -111,29 +111,15 @@ def rejection_engine(tiny_vocab, engine_factory):
 
 
 def check_sglang_distribution(engine, tiny_vocab, setting, label, n=N):
-    # One seed per request: the samples, hence the p-values, are the same on every run (no flaky power check).
-    outs = engine.generate(input_ids=[PROMPT] * n, sampling_params=[
-        {**setting, "max_new_tokens": 3, "ignore_eos": True, "sampling_seed": i} for i in range(n)])
-    samples = torch.tensor([o["output_ids"] for o in outs])
-    model = load_model(tiny_vocab)
-    exact = dict(temperature=setting["temperature"], top_k=max(setting.get("top_k", -1), 0),
-                 top_p=setting.get("top_p", 1.0), min_p=setting.get("min_p", 0.0))
-    joint = exact_ar_distribution(model, PROMPT, **exact)
-    verify_steps = sum(o["meta_info"]["spec_verify_ct"] for o in outs)
-    accepted = sum(o["meta_info"]["spec_num_correct_drafts"] for o in outs)
-    pvalues = [chi_square_pvalue(samples[:, :2], joint.sum(2)), chi_square_pvalue(samples[:, 1:], joint.sum(0)),
-               chi_square_pvalue(samples[:, 2:], joint.sum((0, 1)))]
-    print(f"\n[sglang {label} {setting}] {verify_steps} verify steps, {accepted} accepted drafts; p-values "
-          f"(t1,t2) {pvalues[0]:.3g}, (t2,t3) {pvalues[1]:.3g}, t3 {pvalues[2]:.3g}")
-    rejected = sum(sum(o["meta_info"]["spec_accept_histogram"][:3]) for o in outs)  # steps with a rejection
-    assert accepted > 0 and rejected > 0  # both accepted drafts and rejections happened
-    assert min(pvalues) > 1e-3
-    if exact["min_p"] > 0 and exact["top_k"] == 0:  # power: min_p alone; told apart from the min_p-dropped law
-        dropped = exact_ar_distribution(model, PROMPT, **{**exact, "min_p": 0.0})
-        power = min(chi_square_pvalue(samples[:, :2], dropped.sum(2)), chi_square_pvalue(samples[:, 1:], dropped.sum(0)),
-                    chi_square_pvalue(samples[:, 2:], dropped.sum((0, 1))))
-        print(f"[sglang {label}] p-value against the min_p-dropped distribution: {power:.3g}")
-        assert power < 1e-3  # the rule that drops min_p fails the same test the right rule passes
+    r = sglang_sampling_check(engine, load_model(tiny_vocab), PROMPT, setting, n)
+    p = r["pvalues"]
+    print(f"\n[sglang {label} {setting}] {r['verify_steps']} verify steps, {r['accepted']} accepted drafts; p-values "
+          f"(t1,t2) {p[0]:.3g}, (t2,t3) {p[1]:.3g}, t3 {p[2]:.3g}")
+    assert r["accepted"] > 0 and r["rejected_steps"] > 0  # both accepted drafts and rejections happened
+    assert min(p) > 1e-3
+    if "power_pvalue" in r:  # min_p alone: told apart from the min_p-dropped law
+        print(f"[sglang {label}] p-value against the min_p-dropped distribution: {r['power_pvalue']:.3g}")
+        assert r["power_pvalue"] < 1e-3  # the rule that drops min_p fails the same test the right rule passes
 
 
 @pytest.mark.parametrize("setting", [dict(temperature=1.0, top_k=-1, top_p=1.0),

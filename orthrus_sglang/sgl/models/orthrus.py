@@ -202,11 +202,10 @@ class OrthrusLM(nn.Module):
         # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
         # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
         self.orthrus_draft_ids: Optional[torch.Tensor] = None
-        # Set by the worker before an ORTHRUS forward when sampled requests draft from q
-        # (--speculative-use-rejection-sampling): accept.RowSampling; the forward leaves q [bs, B-1, V]
-        # in orthrus_draft_probs for the acceptance.
-        self.orthrus_rows = None
-        self.orthrus_draft_probs: Optional[torch.Tensor] = None
+        # Set by the worker (before capture) when sampled requests draft from q
+        # (--speculative-use-rejection-sampling): the static sampling parameters the forward reads
+        # and the q it writes back (draft_sampling.py). None: drafts are the diffusion argmax.
+        self.orthrus_draft_sampling = None
         self.fp8_lm_head: Optional[Fp8Weight] = None
 
     @staticmethod
@@ -243,7 +242,7 @@ class OrthrusLM(nn.Module):
         bs = forward_batch.batch_size
         B = block_ids.numel() // bs
         hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
-        if self.orthrus_rows is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
+        if self.orthrus_draft_sampling is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
             drafts = self._draft_sample(block_ids, positions, hidden, forward_batch, bs, B)
         else:
             drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
@@ -254,29 +253,34 @@ class OrthrusLM(nn.Module):
         return self.logits_processor(verify_ids, hidden, self.lm_head, forward_batch)
 
     def _draft_argmax(self, block_ids, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
-        """[bs, B-1] drafts: argmax of the diffusion logits of block rows 0..B-2.
+        """[bs, B-1] drafts: argmax of the diffusion logits of block rows 0..B-2 (row i predicts L+i+1)."""
+        return self._draft_logits(block_ids, hidden, forward_batch, bs, B).argmax(dim=-1)
 
-        Only the argmax is needed, so on one GPU the B-1 rows go straight through lm_head in the
-        model dtype (no fp32 [bs*B, V] logits, no row B-1). Under TP the logits processor gathers
+    def _draft_logits(self, block_ids, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
+        """[bs, B-1, V] diffusion logits of block rows 0..B-2.
+
+        On one GPU the B-1 rows go straight through lm_head in the model dtype (no fp32 [bs*B, V]
+        logits through the logits processor, no row B-1). Under TP the logits processor gathers
         the vocabulary across ranks, so drafts are exact at any TP."""
         if get_parallel().tp_size > 1 or not hasattr(self.lm_head, "weight"):
             logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
-            return logits.view(bs, B, -1)[:, : B - 1].argmax(dim=-1)
+            return logits.view(bs, B, -1)[:, : B - 1, : self.config.vocab_size]
         rows = hidden.view(bs, B, -1)[:, : B - 1].reshape(bs * (B - 1), -1)
         if self.fp8_lm_head is not None:
-            return fp8_linear(rows, self.fp8_lm_head).argmax(dim=-1).view(bs, B - 1)
+            return fp8_linear(rows, self.fp8_lm_head).view(bs, B - 1, -1)
         weight = self.lm_head.weight[: self.config.vocab_size]  # drop the vocab padding rows
-        return torch.matmul(rows.to(weight.dtype), weight.t()).argmax(dim=-1).view(bs, B - 1)
+        return torch.matmul(rows.to(weight.dtype), weight.t()).view(bs, B - 1, -1)
 
     def _draft_sample(self, block_ids, positions, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
-        """[bs, B-1] drafts drawn from q = the filtered diffusion distribution (accept.sample_drafts);
-        greedy rows take the argmax. No host sync, no data-dependent shape (the candidate bound is a
-        host value of the batch's parameters)."""
+        """[bs, B-1] drafts drawn from q (accept.sample_drafts) with the batch's parameters from the
+        static buffers; greedy rows take the argmax. q goes back to the buffers for the acceptance.
+        No host sync and fixed shapes: it is captured in the step's CUDA graph."""
         from ...accept import sample_drafts
 
-        logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
-        logits = logits.view(bs, B, -1)[:, : B - 1, : self.config.vocab_size]
-        drafts, self.orthrus_draft_probs = sample_drafts(logits, self.orthrus_rows, positions.view(bs, B)[:, 0])
+        slots = self.orthrus_draft_sampling
+        logits = self._draft_logits(block_ids, hidden, forward_batch, bs, B)
+        drafts, dist = sample_drafts(logits, slots.rows(bs), positions.view(bs, B)[:, 0], slots.candidates)
+        slots.store(dist)
         return drafts
 
     # ---- fp8 drafts ----------------------------------------------------------------------

@@ -1,0 +1,163 @@
+"""The quickstart's demo model (trained view) through real SGLang on a GPU: real, unpinned acceptance.
+
+    python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \
+        [--concurrency 1,32] [--temperature 0.7] --out-dir DIR
+
+PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
+The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied). Held-out prompts
+of the shipped prompt set, chat template, greedy unless said, EOS honoured (real lengths):
+1. speed: AR vs ORTHRUS B at each concurrency: total tokens/s, tau, acceptance per position;
+2. identity: AR vs ORTHRUS, both with --enable-deterministic-inference (bf16): the fraction of
+   outputs identical to AR;
+3. sampling at --temperature: AR vs ORTHRUS with greedy drafts (target-only verification) vs
+   ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling): tau and tokens/s.
+Writes results.json and results.md to --out-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def _raise(signum, frame):
+    raise RuntimeError("an SGLang child process failed")
+
+
+def launch(model: Path, max_concurrency: int, **flags):
+    import sglang
+
+    return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend="triton", sampling_backend="pytorch",
+                         skip_tokenizer_init=True, mem_fraction_static=0.5, max_running_requests=max_concurrency,
+                         cuda_graph_max_bs_decode=max_concurrency, cuda_graph_backend_prefill="disabled",
+                         random_seed=0, log_level="error", custom_sigquit_handler=_raise, **flags)
+
+
+def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> dict:
+    """Closed loop at ``concurrency``; request i is seeded i. Returns outputs, wall time and acceptance."""
+    import asyncio
+
+    async def all_requests():
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(i, ids):
+            async with gate:
+                return await engine.async_generate(input_ids=ids, sampling_params={**sampling, "sampling_seed": i})
+
+        return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
+
+    start = time.perf_counter()
+    outs = engine.loop.run_until_complete(all_requests())
+    wall = time.perf_counter() - start
+    hist = [0] * 64
+    for o in outs:
+        for n, c in enumerate(o["meta_info"].get("spec_accept_histogram") or []):
+            hist[n] += c
+    hist = hist[: max((n + 1 for n, c in enumerate(hist) if c), default=0)]
+    steps = sum(hist)
+    tokens = sum(len(o["output_ids"]) for o in outs)
+    return {"outputs": [o["output_ids"] for o in outs], "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
+            "tau": sum((n + 1) * c for n, c in enumerate(hist)) / steps if steps else 1.0, "verify_steps": steps,
+            "accept_histogram": hist,
+            "acceptance_per_position": [sum(hist[n + 1:]) / steps for n in range(len(hist) - 1)] if steps else []}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gguf", required=True)
+    ap.add_argument("--work-dir", default="/tmp/orthrus-demo")
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--block-size", type=int, default=16)
+    ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--out-dir", required=True)
+    args = ap.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from orthrus_sglang.demo import ensure_demo_model_from
+    from orthrus_sglang.prompting import encode_prompt
+    from orthrus_sglang.train.prompt_set import prompt_set
+
+    model = ensure_demo_model_from(args.gguf, args.work_dir, block_size=args.block_size)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = [encode_prompt(tokenizer, p["prompt"]) for p in prompt_set("heldout", args.prompts)]
+    greedy = {"temperature": 0.0, "max_new_tokens": args.max_new_tokens}
+    sampled = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+    orthrus = dict(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size)
+    top = max(levels)
+    results = {"hardware": torch.cuda.get_device_name(), "model": str(model), "block_size": args.block_size,
+               "prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "dtype": "bfloat16",
+               "attention_backend": "triton", "runs": []}
+
+    def record(label, mode, concurrency, sampling, r):
+        row = {"label": label, "mode": mode, "concurrency": concurrency, "temperature": sampling["temperature"],
+               **{k: v for k, v in r.items() if k != "outputs"}}
+        results["runs"].append(row)
+        print(f"[demo_sglang] {label}: c{concurrency} T={sampling['temperature']} {r['tokens']} tokens "
+              f"{r['tok_s']:.0f} tok/s tau {r['tau']:.2f}", flush=True)
+        return r
+
+    configs = [("AR", {}), ("ORTHRUS", orthrus),
+               ("ORTHRUS sampled drafts", {**orthrus, "speculative_use_rejection_sampling": True})]
+    outputs = {}
+    for name, flags in configs:  # 1 and 3: speed, greedy and sampled
+        engine = launch(model, top, **flags)
+        try:
+            run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
+            if name != "ORTHRUS sampled drafts":
+                for c in levels:
+                    outputs[(name, c)] = record(name, name, c, greedy, run(engine, prompts, c, greedy))["outputs"]
+            record(f"{name} T={args.temperature}", name, top, sampled, run(engine, prompts, top, sampled))
+        finally:
+            engine.shutdown()
+    identity = {}
+    for name, flags in configs[:2]:  # 2: deterministic inference, bf16
+        engine = launch(model, top, enable_deterministic_inference=True, **flags)
+        try:
+            identity[name] = run(engine, prompts, top, greedy)["outputs"]
+        finally:
+            engine.shutdown()
+    same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
+    results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
+    results["fast_path_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
+                                      for c in levels}
+    print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
+          flush=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "results.md").write_text(render(results))
+    print(render(results))
+    return 0
+
+
+def render(results: dict) -> str:
+    runs = results["runs"]
+    ar = {(r["concurrency"], r["temperature"]): r["tok_s"] for r in runs if r["mode"] == "AR"}
+    lines = [f"Demo model (SmolLM2-135M-Instruct + trained view), {results['hardware']}, SGLang, bf16, "
+             f"{results['attention_backend']}, CUDA graphs; {results['prompts']} held-out prompts, up to "
+             f"{results['max_new_tokens']} new tokens, EOS honoured; B={results['block_size']}.", "",
+             "| mode | concurrency | temperature | tokens | tok/s | x AR | tau | acceptance by position (first 6) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        base = ar.get((r["concurrency"], r["temperature"]))
+        lines.append(f"| {r['label']} | {r['concurrency']} | {r['temperature']:g} | {r['tokens']} | {r['tok_s']:.0f} | "
+                     f"{r['tok_s'] / base:.2f}x | {r['tau']:.2f} | "
+                     f"{' '.join(f'{a:.2f}' for a in r['acceptance_per_position'][:6])} |" if base else
+                     f"| {r['label']} | {r['concurrency']} | {r['temperature']:g} | {r['tokens']} | {r['tok_s']:.0f} | - | "
+                     f"{r['tau']:.2f} | |")
+    d = results["deterministic_identical"]
+    lines += ["", f"Identical to AR with --enable-deterministic-inference (bf16): {d['identical']}/{d['of']}. "
+              f"Without it (the speed runs): {results['fast_path_identical']} per concurrency."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
