@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--concurrency", default="1,32")
     ap.add_argument("--temperature", type=float, default=0.7)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--c1-prompts", type=int, default=None, help="prompts of the concurrency-1 runs (default all)")
+    ap.add_argument("--deterministic-only", action="store_true", help="one AR and one ORTHRUS engine, both with "
+                    "--enable-deterministic-inference: speed (so labelled) and identity from the same runs; no sampling")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -108,19 +111,29 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = [("AR", {}), ("ORTHRUS", orthrus),
                ("ORTHRUS sampled drafts", {**orthrus, "speculative_use_rejection_sampling": True})]
-    outputs = {}
-    for name, flags in configs:  # 1 and 3: speed, greedy and sampled
+    results["deterministic_speed_runs"] = args.deterministic_only
+    outputs, identity = {}, {}
+
+    def speed(engine, name):
+        for c in levels:
+            subset = prompts[: args.c1_prompts] if c == 1 and args.c1_prompts else prompts
+            outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset, c, greedy))["outputs"]
+
+    for name, flags in configs[:2] if args.deterministic_only else configs:  # 1 and 3: speed, greedy and sampled
+        if args.deterministic_only:
+            flags = {**flags, "enable_deterministic_inference": True}
         engine = launch(model, top, **flags)
         try:
             run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
             if name != "ORTHRUS sampled drafts":
-                for c in levels:
-                    outputs[(name, c)] = record(name, name, c, greedy, run(engine, prompts, c, greedy))["outputs"]
-            record(f"{name} T={args.temperature}", name, top, sampled, run(engine, prompts, top, sampled))
+                speed(engine, name)
+            if args.deterministic_only:
+                identity[name] = outputs[(name, top)]
+            else:
+                record(f"{name} T={args.temperature}", name, top, sampled, run(engine, prompts, top, sampled))
         finally:
             engine.shutdown()
-    identity = {}
-    for name, flags in configs[:2]:  # 2: deterministic inference, bf16
+    for name, flags in [] if args.deterministic_only else configs[:2]:  # 2: deterministic inference, bf16
         engine = launch(model, top, enable_deterministic_inference=True, **flags)
         try:
             identity[name] = run(engine, prompts, top, greedy)["outputs"]
@@ -128,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             engine.shutdown()
     same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
     results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
-    results["fast_path_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
-                                      for c in levels}
+    results["speed_runs_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
+                                       for c in levels}
     print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
           flush=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
@@ -155,7 +168,8 @@ def render(results: dict) -> str:
                      f"{r['tau']:.2f} | |")
     d = results["deterministic_identical"]
     lines += ["", f"Identical to AR with --enable-deterministic-inference (bf16): {d['identical']}/{d['of']}. "
-              f"Without it (the speed runs): {results['fast_path_identical']} per concurrency."]
+              f"The speed runs{' (deterministic inference on)' if results['deterministic_speed_runs'] else ''}: "
+              f"{results['speed_runs_identical']} identical per concurrency."]
     return "\n".join(lines) + "\n"
 
 
