@@ -1,4 +1,5 @@
-"""Grammar-constrained requests through ORTHRUS in real SGLang (CPU engine, xgrammar).
+"""Grammar-constrained requests through ORTHRUS in real SGLang (CPU engine, llguidance: SGLang's
+xgrammar backend allocates its bitmask in pinned memory, which needs a CUDA driver).
 
 The drafts are unconstrained; every verify row is masked by the request's grammar before
 acceptance (worker.py), so a constrained ORTHRUS request must be exactly the constrained AR one.
@@ -44,7 +45,7 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engines(checkpoint, engine_factory):
-    common = dict(grammar_backend="xgrammar", constrained_json_disable_any_whitespace=True, max_running_requests=16)
+    common = dict(grammar_backend="llguidance", constrained_json_disable_any_whitespace=True, max_running_requests=16)
     return (engine_factory(checkpoint, speculative_algorithm="ORTHRUS", **common),
             engine_factory(checkpoint, **common))
 
