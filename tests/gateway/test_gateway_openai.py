@@ -127,3 +127,21 @@ def test_seeded_sampling_is_reproducible(gateway):
     c = httpx.post(gateway.url + "/v1/completions", json={**body, "seed": 99}, timeout=30).json()
     assert a["choices"][0]["token_ids"] == b["choices"][0]["token_ids"]
     assert a["choices"][0]["token_ids"] != c["choices"][0]["token_ids"]
+
+
+def test_min_p_reaches_the_engine(gateway):
+    """min_p = 1 keeps only the most probable token: sampling at T=1 then is greedy decoding; without
+    it the same seeded request samples something else (so min_p was applied, not dropped)."""
+    body = {"prompt": "Once", "max_tokens": 12, "temperature": 1.0, "seed": 7, "ignore_eos": True,
+            "return_token_ids": True}
+    greedy = httpx.post(gateway.url + "/v1/completions", json={**body, "temperature": 0}, timeout=30).json()
+    only_top = httpx.post(gateway.url + "/v1/completions", json={**body, "min_p": 1.0}, timeout=30).json()
+    free = httpx.post(gateway.url + "/v1/completions", json=body, timeout=30).json()
+    assert only_top["choices"][0]["token_ids"] == greedy["choices"][0]["token_ids"]
+    assert free["choices"][0]["token_ids"] != greedy["choices"][0]["token_ids"]
+    native = httpx.post(gateway.url + "/generate", timeout=30, json={
+        "text": "Once", "sampling_params": {"max_new_tokens": 12, "temperature": 1.0, "min_p": 1.0, "sampling_seed": 7,
+                                            "ignore_eos": True}}).json()
+    assert native["output_ids"] == greedy["choices"][0]["token_ids"]
+    bad = httpx.post(gateway.url + "/v1/completions", json={**body, "min_p": 1.5}, timeout=30)
+    assert bad.status_code == 400 and "min_p" in bad.text

@@ -110,9 +110,9 @@ def test_sglang_stream_logprobs_cumulative_and_incremental():
 
 
 def test_sglang_sampling_params():
-    p = sglang_sampling_params(GenRequest([1], 5, temperature=0.5, top_k=0, seed=3, stop_token_ids=(9,)))
-    assert p == {"max_new_tokens": 5, "temperature": 0.5, "top_p": 1.0, "top_k": -1, "stop_token_ids": [9],
-                 "ignore_eos": False, "sampling_seed": 3}
+    p = sglang_sampling_params(GenRequest([1], 5, temperature=0.5, top_k=0, min_p=0.1, seed=3, stop_token_ids=(9,)))
+    assert p == {"max_new_tokens": 5, "temperature": 0.5, "top_p": 1.0, "top_k": -1, "min_p": 0.1,
+                 "stop_token_ids": [9], "ignore_eos": False, "sampling_seed": 3}
 
 
 def test_admission_fifo_queue_and_429():
