@@ -161,9 +161,11 @@ class RowSampling:
     bound: int
     all_greedy: bool = False
 
-    def probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Filtered probabilities [bs, T, V] of logits [bs, T, V] (greedy rows: their own params, unused)."""
-        return filtered_probs(logits, self.temperature.clamp(min=1e-5), self.top_k, self.top_p, self.min_p, self.bound)
+    def probs(self, logits: torch.Tensor, bound: int | None = None) -> torch.Tensor:
+        """Filtered probabilities [bs, T, V] of logits [bs, T, V] (greedy rows: their own params, unused).
+        bound: the candidate bound when the last axis is not the vocabulary (default self.bound)."""
+        return filtered_probs(logits, self.temperature.clamp(min=1e-5), self.top_k, self.top_p, self.min_p,
+                              self.bound if bound is None else bound)
 
     def sample(self, logits: torch.Tensor, positions: torch.Tensor, stream: int = STREAM_TOKEN):
         """(tokens long [bs, T], probs [bs, T, V] or None): argmax for greedy rows, a keyed draw otherwise.
@@ -249,8 +251,7 @@ def sample_drafts(diffusion_logits: torch.Tensor, rows: RowSampling, start_posit
         return top1, None
     C = min(candidates or DRAFT_CANDIDATES, vocab)
     cand_logits, cand_tokens = diffusion_logits.topk(C, dim=-1)  # sorted, [bs, k, C]
-    bound = min(rows.bound, C) if rows.bound else 0
-    q = filtered_probs(cand_logits.float(), rows.temperature.clamp(min=1e-5), rows.top_k, rows.top_p, rows.min_p, bound)
+    q = rows.probs(cand_logits.float(), bound=min(rows.bound, C))
     positions = start_positions.to(torch.int64).view(bs, 1) + torch.arange(k, device=diffusion_logits.device)
     exponentials = -uniforms(row_keys(rows.seeds, positions, STREAM_DRAFT), cand_tokens).log()
     drawn = cand_tokens.gather(-1, (q / exponentials).argmax(dim=-1, keepdim=True)).squeeze(-1)

