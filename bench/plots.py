@@ -10,14 +10,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a GPU host or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .report import acceptance  # noqa: E402
+from .report import acceptance, series  # noqa: E402
 
 
 def _lines(runs: list[dict], sweep: str, x: str, y=lambda r: r["total_tok_s"]) -> dict[str, list[tuple[float, float]]]:
     lines = defaultdict(list)
     for r in runs:
         if r.get("sweep", "concurrency") == sweep and r["dataset"] == "synthetic":
-            lines[r["mode"]].append((r[x], y(r)))
+            lines[series(r)].append((r[x], y(r)))
     return {mode: sorted(points) for mode, points in lines.items() if all(v is not None for _, v in points)}
 
 
@@ -70,7 +70,7 @@ def speedup_vs_tau(runs, out_dir: Path) -> Path | None:
     points = defaultdict(list)
     for r in runs:
         if r["algorithm"] != "AR" and r["speedup_vs_ar"] is not None:
-            points[r["mode"]].append((r["tau"], r["speedup_vs_ar"]))
+            points[series(r)].append((r["tau"], r["speedup_vs_ar"]))
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(7, 4.5))

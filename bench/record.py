@@ -36,12 +36,12 @@ class Mode:
         return " ".join(parts)
 
 
-def request_sampling(args, index: int) -> dict:
-    """SGLang sampling_params of request ``index`` of a cell: greedy, or --temperature/--top-p/--top-k
-    seeded by the index (every mode draws with the same seeds)."""
-    if args.temperature == 0:
+def request_sampling(args, index: int, temperature: float) -> dict:
+    """SGLang sampling_params of request ``index`` of a cell at ``temperature``: greedy, or that
+    temperature with --top-p/--top-k, seeded by the index (every mode draws with the same seeds)."""
+    if temperature == 0:
         return {"temperature": 0.0}
-    return {"temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "sampling_seed": index}
+    return {"temperature": temperature, "top_p": args.top_p, "top_k": args.top_k, "sampling_seed": index}
 
 
 @dataclass
@@ -56,8 +56,10 @@ class RequestTiming:
 
 
 class Session(Protocol):
-    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
-        """Greedy, ignore EOS, exactly out_len tokens each; at most `concurrency` requests in flight."""
+    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
+                 temperature: float = 0.0) -> list[RequestTiming]:
+        """Ignore EOS, exactly out_len tokens each, at most `concurrency` requests in flight; greedy at
+        temperature 0, else sampled as ``request_sampling`` says."""
 
     def memory(self) -> dict:
         """{"kv_pool_tokens": int | None, "max_running_requests": int | None, ...}"""

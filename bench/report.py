@@ -41,6 +41,37 @@ def _speedup(run: dict) -> str:
     return DASH if run["speedup_vs_ar"] is None else f"{run['speedup_vs_ar']:.2f}x"
 
 
+def series(run: dict) -> str:
+    """The mode's label, plus its temperature when it sampled: one line of a plot, one acceptance row."""
+    t = run.get("temperature") or 0
+    return run["mode"] + (f", T={t:g}" if t else "")
+
+
+def _sampled(runs: list[dict]) -> bool:
+    return any(r.get("temperature") for r in runs)
+
+
+def _with_t(headers: list[str], rows: list[list[str]], runs: list[dict]) -> tuple[list[str], list[str]]:
+    """A T column after tau, when any run sampled; greedy-only tables keep their shape."""
+    if not _sampled(runs):
+        return headers, rows
+    at = headers.index("tau") + 1
+    return (headers[:at] + ["T"] + headers[at:],
+            [row[:at] + [f"{r.get('temperature') or 0:g}"] + row[at:] for row, r in zip(rows, runs)])
+
+
+def _sampling(args: dict) -> str:
+    temps = args.get("temperature", 0.0)
+    temps = temps if isinstance(temps, list) else [temps]
+    if not any(temps):
+        return "Greedy"
+    filters = [f"top_p {args['top_p']:g}" if args.get("top_p", 1.0) < 1 else None,
+               f"top_k {args['top_k']}" if args.get("top_k", -1) > 0 else None]
+    shown = ", ".join(f"{t:g}" for t in temps)
+    return (f"Temperature {shown} (0: greedy" + "".join(f", {f}" for f in filters if f)
+            + "; sampled requests seeded by their index in the cell, so their outputs are not compared token-wise)")
+
+
 def _model(m: dict) -> str:
     """The shape in a few words; takes our describe() keys or a raw HF config's."""
     def get(key, hf_key):
@@ -65,7 +96,7 @@ def header(results: dict) -> str:
              f"dtype {env.get('dtype', '?')}", f"attention {env.get('attention_backend', '?')}", env.get("engine")]
     when = [results.get("created"), results.get("git_commit") and f"commit {results['git_commit'][:12]}"]
     lines = [f"# Orthrus throughput ({env.get('backend', args.get('backend', '?'))} backend)", "",
-             "; ".join(p for p in parts if p) + ".", "", ". ".join(["Greedy, EOS ignored"] + [w for w in when if w]) + "."]
+             "; ".join(p for p in parts if p) + ".", "", ". ".join([f"{_sampling(args)}, EOS ignored"] + [w for w in when if w]) + "."]
     if results.get("error"):
         lines += ["", f"**Incomplete run**: {results['error']}"]
     return "\n".join(lines)
@@ -77,8 +108,9 @@ def concurrency_table(runs: list[dict], args: dict) -> str:
              _speedup(r), _equal(r)] for r in runs]
     title = (f"## Throughput vs concurrency\n\nSynthetic prompts, {args.get('prompt_len', '?')} tokens in, "
              f"{args.get('out_len', '?')} out, closed loop.")
-    return title + "\n\n" + _table(["mode", "B", "tau", "concurrency", "requests", "total tok/s", "per-request tok/s",
-                                    "TTFT ms", "TPOT ms", "speedup vs AR", "outputs equal"], rows)
+    return title + "\n\n" + _table(*_with_t(["mode", "B", "tau", "concurrency", "requests", "total tok/s",
+                                              "per-request tok/s", "TTFT ms", "TPOT ms", "speedup vs AR",
+                                              "outputs equal"], rows, runs))
 
 
 def context_table(runs: list[dict], args: dict) -> str:
@@ -87,8 +119,8 @@ def context_table(runs: list[dict], args: dict) -> str:
             for r in runs]
     title = (f"## Context length\n\nConcurrency 1, synthetic prompts of the given length, "
              f"{args.get('context_out_len', '?')} tokens out.")
-    return title + "\n\n" + _table(["mode", "B", "tau", "context", "requests", "tok/s", "TTFT ms", "TPOT ms",
-                                    "speedup vs AR", "outputs equal"], rows)
+    return title + "\n\n" + _table(*_with_t(["mode", "B", "tau", "context", "requests", "tok/s", "TTFT ms", "TPOT ms",
+                                              "speedup vs AR", "outputs equal"], rows, runs))
 
 
 def step_cost_table(runs: list[dict]) -> str | None:
@@ -98,9 +130,9 @@ def step_cost_table(runs: list[dict]) -> str | None:
     run would show if prefill and request overheads were free; efficiency = speedup vs AR / ideal.
     The two-pass bound tau / 2 is what a step costing two AR steps would give.
     """
-    key = lambda r: (r.get("sweep"), r["dataset"], r["concurrency"], r["prompt_len"])  # noqa: E731
+    key = lambda r: (r.get("sweep"), r["dataset"], r["concurrency"], r["prompt_len"], r.get("temperature"))  # noqa: E731
     ar = {key(r): r for r in runs if r["algorithm"] == "AR" and r["tpot_ms"] > 0}
-    rows = []
+    rows, shown = [], []
     for r in runs:
         base = ar.get(key(r))
         if r["algorithm"] == "AR" or base is None or not r["tpot_ms"]:
@@ -112,12 +144,13 @@ def step_cost_table(runs: list[dict]) -> str | None:
                      f"{r['prompt_len']:.0f}", f"{step:.2f}", f"{base['tpot_ms']:.2f}", f"{step / base['tpot_ms']:.2f}",
                      f"{ideal:.2f}x", _fmt(speedup and speedup / ideal, ".2f"),
                      _fmt(speedup and speedup / (r["tau"] / 2), ".2f")])
+        shown.append(r)
     if not rows:
         return None
     return ("## Step cost and efficiency\n\nStep = TPOT x tau (ms per verify step); ideal = tau x AR step / step "
             "(the speedup with free prefill); efficiency = speedup vs AR / ideal; vs two-pass = speedup / (tau / 2).\n\n"
-            + _table(["mode", "B", "tau", "concurrency", "prompt", "step ms", "AR step ms", "step / AR step",
-                      "ideal", "efficiency", "vs two-pass"], rows))
+            + _table(*_with_t(["mode", "B", "tau", "concurrency", "prompt", "step ms", "AR step ms",
+                                "step / AR step", "ideal", "efficiency", "vs two-pass"], rows, shown)))
 
 
 def dataset_table(runs: list[dict], args: dict) -> str:
@@ -125,8 +158,8 @@ def dataset_table(runs: list[dict], args: dict) -> str:
              str(r["concurrency"]), f"{r['prompt_len']:.0f}", f"{r['total_tok_s']:,.1f}", _speedup(r), _equal(r)]
             for r in runs]
     title = f"## Datasets\n\nChat-templated questions, {args.get('out_len', '?')} tokens out."
-    return title + "\n\n" + _table(["mode", "B", "tau", "dataset", "requests", "concurrency", "mean prompt",
-                                    "total tok/s", "speedup vs AR", "outputs equal"], rows)
+    return title + "\n\n" + _table(*_with_t(["mode", "B", "tau", "dataset", "requests", "concurrency", "mean prompt",
+                                              "total tok/s", "speedup vs AR", "outputs equal"], rows, runs))
 
 
 def memory_table(memory: dict) -> str:
@@ -143,13 +176,14 @@ def memory_table(memory: dict) -> str:
 
 
 def acceptance(runs: list[dict]) -> dict[tuple[str, str], tuple[int, list[int]]]:
-    """(mode, prompt set) -> (verify steps, accepted count per draft position), summed over its runs."""
+    """(mode and temperature, prompt set) -> (verify steps, accepted count per draft position), summed
+    over its runs."""
     totals: dict[tuple[str, str], tuple[int, list[int]]] = {}
     for r in runs:
         if r["verify_steps"]:
-            steps, counts = totals.get((r["mode"], r["dataset"]), (0, [0] * len(r["accepted_per_position"])))
-            totals[(r["mode"], r["dataset"])] = (steps + r["verify_steps"],
-                                                 [a + b for a, b in zip(counts, r["accepted_per_position"])])
+            key = (series(r), r["dataset"])
+            steps, counts = totals.get(key, (0, [0] * len(r["accepted_per_position"])))
+            totals[key] = (steps + r["verify_steps"], [a + b for a, b in zip(counts, r["accepted_per_position"])])
     return totals
 
 

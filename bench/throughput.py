@@ -3,12 +3,14 @@
     python -m bench.throughput                                   # embedded engine, tiny random model, CPU
     python -m bench.throughput --backend sglang --shape qwen3-8b --modes ar,orthrus,dflash \\
         --block-sizes 32 --simulate-tau 9.6 --concurrency 1,8,32 --contexts 1024,4096,16384,32768
+    python -m bench.throughput --backend sglang --modes ar,orthrus,orthrus-sd --block-sizes 16 \
+        --simulate-tau 9.6 --temperature 0,0.7 --top-p 0.95 --top-k 20 --contexts ""   # sampling cost
 
 For each mode (AR first) the backend opens a session (an engine or a server), warms it up,
 then runs: the concurrency sweep (synthetic prompts, closed loop, --requests per level), the
 context sweep (concurrency 1, --contexts prompt tokens), and --datasets (acceptance on real
-prompts). Greedy, EOS ignored, exactly --out-len tokens per request. Writes results.json (every
-raw figure), results.md (also printed) and PNG plots to --out-dir.
+prompts), each at every --temperature (default greedy). EOS ignored, exactly --out-len tokens per
+request. Writes results.json (every raw figure), results.md (also printed) and PNG plots to --out-dir.
 """
 
 from __future__ import annotations
@@ -70,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
     ap.add_argument("--fp8-block-sizes", type=ints, default=None,
                     help="block sizes of the orthrus-fp8 mode (fp8 drafts); default: --block-sizes")
-    ap.add_argument("--temperature", type=float, default=0.0, help="every mode samples at this temperature "
-                    "(0: greedy); requests are seeded 0..n-1 per cell")
+    ap.add_argument("--temperature", type=floats, default=[0.0], help="comma list: every cell runs at each "
+                    "temperature, on the same engine (0: greedy); sampled requests are seeded 0..n-1 per cell")
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
     ap.add_argument("--simulate-tau", type=floats, default=[], help="pin ORTHRUS acceptance at these taus "
@@ -105,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.modes = list(dict.fromkeys(m.lower() for m in args.modes))
+    args.temperature = list(dict.fromkeys(args.temperature))
     if args.contexts is None:
         args.contexts = DEFAULT_CONTEXTS[args.backend]
     if args.shape is None:
@@ -120,7 +123,8 @@ def _check(args) -> list[str]:
     unknown = [m for m in args.modes if m not in MODES]
     if not args.modes or unknown:
         p.append(f"--modes must list some of {', '.join(MODES)}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    if not 0 <= args.temperature <= 100 or not 0 < args.top_p <= 1 or args.top_k == 0 or args.top_k < -1:
+    if not args.temperature or not all(0 <= t <= 100 for t in args.temperature) or not 0 < args.top_p <= 1 \
+            or args.top_k == 0 or args.top_k < -1:
         p.append("--temperature must be in [0, 100], --top-p in (0, 1], --top-k -1 (off) or >= 1")
     if any(m.startswith("orthrus") for m in args.modes):
         if not args.block_sizes or min(args.block_sizes + (args.fp8_block_sizes or [])) < 2:
@@ -174,14 +178,17 @@ class Cell:
     out_len: int
     prompts: list[list[int]]
     warmup: list[list[int]] | None = None  # untimed first: a new prefill size may JIT-compile kernels
+    temperature: float = 0.0  # 0: greedy
 
     @property
     def label(self) -> str:
         if self.sweep == "context":
-            return f"context {len(self.prompts[0])}"
-        if self.sweep == "dataset":
-            return f"{self.dataset}, concurrency {self.concurrency}"
-        return f"concurrency {self.concurrency}"
+            label = f"context {len(self.prompts[0])}"
+        elif self.sweep == "dataset":
+            label = f"{self.dataset}, concurrency {self.concurrency}"
+        else:
+            label = f"concurrency {self.concurrency}"
+        return label + (f", T={self.temperature:g}" if self.temperature else "")
 
 
 def dataset_paths(args) -> list[Path | None]:
@@ -192,24 +199,34 @@ def dataset_paths(args) -> list[Path | None]:
     return [Path(p) for p in args.dataset_path]
 
 
-def plan_cells(args, vocab_size: int, tokenizer) -> tuple[Cell, list[Cell]]:
-    """The warm-up and the measured cells; each cell draws its own prompts (no prefix-cache hits)."""
+def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]]:
+    """The warm-up cells (one per temperature) and the measured cells, every cell at every temperature.
+
+    Each cell draws its own prompts (no prefix-cache hits); the first temperature keeps the prompts
+    a single-temperature run draws, so its rows compare with earlier runs'.
+    """
     high = min(vocab_size, PROMPT_ID_HIGH)
     low = min(PROMPT_ID_LOW, high // 2)
+    datasets = [(name, load_prompts(name, args.dataset_requests, tokenizer, path))
+                for name, path in zip(args.datasets, dataset_paths(args))]
+    warmups, cells = [], []
+    for i, temperature in enumerate(args.temperature):
+        suffix = f"/T{temperature:g}" if i else ""
 
-    def prompts(n, length, tag):
-        return synthetic(n, length, high, f"{args.seed}/{tag}", low=low)
+        def prompts(n, length, tag):
+            return synthetic(n, length, high, f"{args.seed}/{tag}{suffix}", low=low)
 
-    warmup = Cell("warmup", "synthetic", min(2, max(args.concurrency)), WARMUP_OUT_LEN,
-                  prompts(2, min(args.prompt_len, WARMUP_PROMPT_LEN), "warmup"))
-    cells = [Cell("concurrency", "synthetic", c, args.out_len, prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"))
-             for c in args.concurrency]
-    cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),
-                   warmup=prompts(1, n, f"ctx{n}-warmup")) for n in args.contexts]
-    for name, path in zip(args.datasets, dataset_paths(args)):
-        ids = load_prompts(name, args.dataset_requests, tokenizer, path)
-        cells.append(Cell("dataset", name, min(args.dataset_concurrency, len(ids)), args.out_len, ids))
-    return warmup, cells
+        warmups.append(Cell("warmup", "synthetic", min(2, max(args.concurrency)), WARMUP_OUT_LEN,
+                            prompts(2, min(args.prompt_len, WARMUP_PROMPT_LEN), "warmup"), temperature=temperature))
+        cells += [Cell("concurrency", "synthetic", c, args.out_len,
+                       prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"), temperature=temperature)
+                  for c in args.concurrency]
+        cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),
+                       warmup=prompts(1, n, f"ctx{n}-warmup"), temperature=temperature) for n in args.contexts]
+        # Real prompts repeat across temperatures: a prefix-cache hit shortens only the prefill.
+        cells += [Cell("dataset", name, min(args.dataset_concurrency, len(ids)), args.out_len, ids,
+                       temperature=temperature) for name, ids in datasets]
+    return warmups, cells
 
 
 @dataclass
@@ -221,22 +238,23 @@ class Collected:
     memory: dict[str, dict] = field(default_factory=dict)
 
 
-def run_mode(backend, mode: Mode, warmup: Cell, cells: list[Cell], args, got: Collected, bar) -> None:
+def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, got: Collected, bar) -> None:
     bar.set_description(f"{mode.label}: starting")
     session = backend.open(mode)
     try:
         bar.set_description(f"{mode.label}: warm-up")
-        session.generate(warmup.prompts, warmup.out_len, warmup.concurrency)
+        for warmup in warmups:  # each temperature once: a sampling path may compile kernels on first use
+            session.generate(warmup.prompts, warmup.out_len, warmup.concurrency, warmup.temperature)
         bar.update()
         for cell in cells:
             bar.set_description(f"{mode.label}: {cell.label}")
             if cell.warmup:  # distinct prompts: the timed ones must not hit the prefix cache
-                session.generate(cell.warmup, WARMUP_OUT_LEN, 1)
+                session.generate(cell.warmup, WARMUP_OUT_LEN, 1, cell.temperature)
             start = time.perf_counter()
-            timings = session.generate(cell.prompts, cell.out_len, cell.concurrency)
+            timings = session.generate(cell.prompts, cell.out_len, cell.concurrency, cell.temperature)
             wall = time.perf_counter() - start
             got.runs.append(summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
-                                      temperature=args.temperature))
+                                      temperature=cell.temperature))
             got.outputs.append([t.output_ids for t in timings])
             bar.update()
         got.memory[mode.label] = memory_row(session.memory(), mode, args)
@@ -258,7 +276,7 @@ def memory_row(mem: dict, mode: Mode, args) -> dict:
 def compare_with_ar(got: Collected) -> None:
     """speedup_vs_ar and outputs_equal_ar, against the AR run of the same cell."""
     def key(r: RunResult):
-        return r.sweep, r.dataset, r.concurrency, r.prompt_len
+        return r.sweep, r.dataset, r.concurrency, r.prompt_len, r.temperature
 
     ar = {key(r): (r, out) for r, out in zip(got.runs, got.outputs) if r.algorithm == "AR"}
     for r, out in zip(got.runs, got.outputs):
@@ -332,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         vocab_size = backend.describe().get("model", {}).get("vocab_size")
         if not vocab_size:
             raise ValueError(f"the {args.backend} backend's describe() gives no model.vocab_size")
-        warmup, cells = plan_cells(args, vocab_size, getattr(backend, "tokenizer", None))
+        warmups, cells = plan_cells(args, vocab_size, getattr(backend, "tokenizer", None))
     except (ValueError, ImportError, OSError) as exc:
         return _fail(str(exc), 2)
 
@@ -342,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tqdm(total=len(modes) * (1 + len(cells)), unit="cell", file=sys.stderr, dynamic_ncols=True) as bar:
             for mode in modes:
-                run_mode(backend, mode, warmup, cells, args, got, bar)
+                run_mode(backend, mode, warmups, cells, args, got, bar)
     except KeyboardInterrupt:
         error, code = "interrupted", 130
     except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to results.json

@@ -110,7 +110,8 @@ class EmbeddedSession:
             return e
         return self._backend.new_engine(self._block, concurrency, seq_len, self._fp8)
 
-    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
+    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
+                 temperature: float = 0.0) -> list[RequestTiming]:
         """Closed loop: a new request is submitted as soon as one finishes."""
         engine = self._engine_for(concurrency, max(map(len, prompts)) + out_len)
         pending, live = deque(enumerate(prompts)), {}
@@ -121,7 +122,7 @@ class EmbeddedSession:
                 while pending and len(live) < concurrency:
                     i, prompt = pending.popleft()
                     submit[i] = time.perf_counter()
-                    live[engine.add_request(prompt, self._params(i, out_len), ar_only=self._ar)] = i
+                    live[engine.add_request(prompt, self._params(i, out_len, temperature), ar_only=self._ar)] = i
                 step = engine.step()
                 now = time.perf_counter()  # step() returns host token ids: the step is done
                 for out in step:
@@ -139,8 +140,8 @@ class EmbeddedSession:
         return [self._timing(len(p), outputs[i], first[i] - submit[i], last[i] - submit[i], stats[i])
                 for i, p in enumerate(prompts)]
 
-    def _params(self, index: int, out_len: int) -> SamplingParams:
-        s = request_sampling(self._backend.args, index)
+    def _params(self, index: int, out_len: int, temperature: float) -> SamplingParams:
+        s = request_sampling(self._backend.args, index, temperature)
         return SamplingParams(max_new_tokens=out_len, ignore_eos=True, temperature=s["temperature"],
                               top_p=s.get("top_p", 1.0), top_k=max(s.get("top_k", 0), 0), seed=s.get("sampling_seed"))
 

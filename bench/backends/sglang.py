@@ -58,13 +58,14 @@ class SGLangSession:
         self.engine = engine
         self.args = args
 
-    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int) -> list[RequestTiming]:
-        return self.engine.loop.run_until_complete(self._generate(prompts, out_len, concurrency))
+    def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
+                 temperature: float = 0.0) -> list[RequestTiming]:
+        return self.engine.loop.run_until_complete(self._generate(prompts, out_len, concurrency, temperature))
 
-    async def _generate(self, prompts, out_len, concurrency):
+    async def _generate(self, prompts, out_len, concurrency, temperature):
         gate = asyncio.Semaphore(concurrency)
         async def one(i: int, ids: list[int]) -> RequestTiming:
-            params = {**request_sampling(self.args, i), "max_new_tokens": out_len, "ignore_eos": True}
+            params = {**request_sampling(self.args, i, temperature), "max_new_tokens": out_len, "ignore_eos": True}
             async with gate:
                 start, first, last = time.perf_counter(), None, None
                 stream = await self.engine.async_generate(input_ids=ids, sampling_params=params, stream=True)

@@ -100,6 +100,36 @@ def test_end_to_end_embedded(tmp_path, capsys):
     assert markdown in capsys.readouterr().out
 
 
+def test_temperatures_side_by_side_on_one_engine(tmp_path, capsys):
+    """--temperature 0,0.9: every cell at both temperatures on the same engine; each row compares with
+    AR at its own temperature, and only greedy rows compare tokens."""
+    out = tmp_path / "out"
+    rc = throughput.main(["--modes", "ar,orthrus", "--block-sizes", "4", "--concurrency", "2", "--prompt-len", "8",
+                          "--out-len", "10", "--temperature", "0,0.9", "--top-k", "20", "--top-p", "0.95",
+                          "--out-dir", str(out)])
+    assert rc == 0
+    results = json.loads((out / "results.json").read_text())
+    runs = results["runs"]
+    assert sorted((r["algorithm"], r["temperature"]) for r in runs) == [
+        ("AR", 0.0), ("AR", 0.9), ("ORTHRUS", 0.0), ("ORTHRUS", 0.9)]
+    ar = {r["temperature"]: r for r in runs if r["algorithm"] == "AR"}
+    for r in runs:
+        assert r["speedup_vs_ar"] == pytest.approx(r["total_tok_s"] / ar[r["temperature"]]["total_tok_s"])
+        assert r["out_len"] == 10 and r["num_requests"] == 2
+    orthrus = {r["temperature"]: r for r in runs if r["algorithm"] == "ORTHRUS"}
+    assert orthrus[0.0]["outputs_equal_ar"] is True  # greedy: the tokens are AR's
+    assert orthrus[0.9]["outputs_equal_ar"] is None  # sampled: a distribution, not compared token-wise
+    assert all(r["verify_steps"] > 0 for r in orthrus.values())
+
+    md = (out / "results.md").read_text()
+    assert "Temperature 0, 0.9 (0: greedy, top_p 0.95, top_k 20;" in md and "Greedy" not in md
+    assert "| mode | B | tau | T | concurrency |" in md
+    assert "| ORTHRUS B=4, T=0.9 | synthetic |" in md and "| ORTHRUS B=4 | synthetic |" in md  # acceptance rows
+    assert md in capsys.readouterr().out
+    for name in ("throughput_vs_concurrency.png", "speedup_vs_tau.png", "acceptance_by_position.png"):
+        assert (out / name).stat().st_size > 0
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--modes", "ar,foo"], "unknown: foo"),
     (["--modes", ""], "--modes"),
@@ -113,6 +143,8 @@ def test_end_to_end_embedded(tmp_path, capsys):
     (["--backend", "nope"], "invalid choice"),
     (["--modes", "ar,dflash"], "no DFLASH"),  # the embedded backend refuses before loading anything
     (["--simulate-tau", "2", "--block-sizes", "4"], "cannot pin acceptance"),
+    (["--temperature", "0,-1"], "--temperature"),
+    (["--temperature", ""], "--temperature"),
 ])
 def test_bad_flags_exit_with_one_line(tmp_path, capsys, flags, message):
     assert throughput.main(flags + ["--out-dir", str(tmp_path / "out")]) == 2
@@ -125,7 +157,7 @@ class _FakeSession:
     def __init__(self, backend, mode):
         self.backend, self.mode = backend, mode
 
-    def generate(self, prompts, out_len, concurrency):
+    def generate(self, prompts, out_len, concurrency, temperature=0.0):
         if self.mode.name == "ORTHRUS":
             raise KeyboardInterrupt
         return [RequestTiming(len(p), list(range(out_len)), 0.01, 0.02) for p in prompts]

@@ -15,6 +15,7 @@ from sgl_engine import require_sglang
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # bench/ is not an installed package
 
 from bench import throughput  # noqa: E402
+from bench.prompts import synthetic  # noqa: E402
 from orthrus_sglang.testing import write_tiny_checkpoint  # noqa: E402
 
 torch.set_num_threads(1)
@@ -56,3 +57,31 @@ def test_sglang_backend_on_cpu(tmp_path):
     assert all(m["kv_pool_tokens"] > 0 and m["admitted_at_context"] >= 1 for m in memory.values())
     assert results["env"]["backend"] == "sglang" and results["env"]["model"]["vocab_size"] == 260
     assert "ORTHRUS" in (out / "results.md").read_text()
+
+
+def test_sglang_session_samples_at_the_cell_temperature(tmp_path):
+    """The orthrus-sd mode (drafts drawn from q, rejection sampling) on SGLang's CPU engine: a cell at
+    T=0.9 reaches the engine seeded per request (the same outputs twice, not the greedy ones), and
+    its steps are verify steps."""
+    require_sglang()
+    model = write_tiny_checkpoint(tmp_path / "ckpt", diff_from_ar=True, block_size=4)
+    args = throughput.parse_args(["--backend", "sglang", "--device", "cpu", "--model", str(model),
+                                  "--modes", "orthrus-sd", "--block-sizes", "4", "--concurrency", "2",
+                                  "--prompt-len", "12", "--out-len", "16", "--contexts", "", "--top-k", "50",
+                                  "--top-p", "0.95", "--temperature", "0,0.9"])
+    (mode,) = throughput.build_modes(args)
+    assert mode.sampled_drafts and mode.label == "ORTHRUS sampled-drafts B=4"
+    backend = throughput.get_backend("sglang", args)
+    prompts = synthetic(3, 12, 260, "test", low=100)
+    session = backend.open(mode)
+    try:
+        greedy = session.generate(prompts, 16, 2, 0.0)
+        first, second = (session.generate(prompts, 16, 2, 0.9) for _ in range(2))
+    finally:
+        session.close()
+        backend.close()
+    out = lambda timings: [t.output_ids for t in timings]  # noqa: E731
+    assert all(len(ids) == 16 for ids in out(greedy) + out(first))
+    assert out(first) == out(second)  # sampling_seed = the request's index
+    assert out(first) != out(greedy)
+    assert all(t.verify_steps > 0 and sum(t.accept_histogram) == t.verify_steps for t in first)
