@@ -8,7 +8,7 @@ The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied)
 of the shipped prompt set, chat template, greedy unless said, EOS honoured (real lengths):
 1. speed: AR vs ORTHRUS B at each concurrency: total tokens/s, tau, acceptance per position;
 2. identity: AR vs ORTHRUS, both with --enable-deterministic-inference (bf16): the fraction of
-   outputs identical to AR;
+   outputs identical to AR (--no-identity skips it);
 3. sampling at --temperature: AR vs ORTHRUS with greedy drafts (target-only verification) vs
    ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling): tau and tokens/s.
 Writes results.json and results.md to --out-dir.
@@ -77,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c1-prompts", type=int, default=None, help="prompts of the concurrency-1 runs (default all)")
     ap.add_argument("--deterministic-only", action="store_true", help="one AR and one ORTHRUS engine, both with "
                     "--enable-deterministic-inference: speed (so labelled) and identity from the same runs; no sampling")
+    ap.add_argument("--no-identity", action="store_true", help="skip step 2 (two engine starts): speed and "
+                    "sampling only")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
+    if args.deterministic_only and args.no_identity:
+        ap.error("--deterministic-only measures identity: it cannot take --no-identity")
     levels = [int(c) for c in args.concurrency.split(",")]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,18 +137,19 @@ def main(argv: list[str] | None = None) -> int:
                 record(f"{name} T={args.temperature}", name, top, sampled, run(engine, prompts, top, sampled))
         finally:
             engine.shutdown()
-    for name, flags in [] if args.deterministic_only else configs[:2]:  # 2: deterministic inference, bf16
+    for name, flags in [] if args.deterministic_only or args.no_identity else configs[:2]:  # 2: bf16, deterministic
         engine = launch(model, top, enable_deterministic_inference=True, **flags)
         try:
             identity[name] = run(engine, prompts, top, greedy)["outputs"]
         finally:
             engine.shutdown()
-    same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
-    results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
+    if identity:
+        same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
+        results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
+        print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
+              flush=True)
     results["speed_runs_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
                                        for c in levels}
-    print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
-          flush=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "results.md").write_text(render(results))
     print(render(results))
@@ -166,10 +171,11 @@ def render(results: dict) -> str:
                      f"{' '.join(f'{a:.2f}' for a in r['acceptance_per_position'][:6])} |" if base else
                      f"| {r['label']} | {r['concurrency']} | {r['temperature']:g} | {r['tokens']} | {r['tok_s']:.0f} | - | "
                      f"{r['tau']:.2f} | |")
-    d = results["deterministic_identical"]
-    lines += ["", f"Identical to AR with --enable-deterministic-inference (bf16): {d['identical']}/{d['of']}. "
-              f"The speed runs{' (deterministic inference on)' if results['deterministic_speed_runs'] else ''}: "
-              f"{results['speed_runs_identical']} identical per concurrency."]
+    d = results.get("deterministic_identical")
+    identity = (f"Identical to AR with --enable-deterministic-inference (bf16): {d['identical']}/{d['of']}. " if d
+                else "Identity with deterministic inference: not measured in this run (--no-identity). ")
+    lines += ["", identity + f"The speed runs{' (deterministic inference on)' if results['deterministic_speed_runs'] else ''}: "
+              f"{results['speed_runs_identical']} identical per concurrency (greedy, bf16)."]
     return "\n".join(lines) + "\n"
 
 
