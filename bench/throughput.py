@@ -28,6 +28,7 @@ from pathlib import Path
 from .backends import BACKENDS, get_backend
 from .prompts import DATASETS, load_prompts, synthetic
 from .record import Mode, RunResult, summarize
+from .shapes import SHAPES
 
 MODES = ("ar", "orthrus", "orthrus-fp8", "orthrus-sd", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
@@ -143,6 +144,8 @@ def _check(args) -> list[str]:
     for name in ("prompt_len", "out_len", "context_out_len", "memory_context", "dataset_requests", "dataset_concurrency"):
         if getattr(args, name) < 1:
             p.append(f"--{name.replace('_', '-')} must be >= 1")
+    if args.backend == "sglang" and not args.model and args.shape not in SHAPES:
+        p.append(f"--shape {args.shape!r} is not a known shape ({', '.join(SHAPES)})")
     if args.contexts and min(args.contexts) < 1:
         p.append("--contexts must be >= 1")
     if not 0 < args.mem_fraction <= 1:

@@ -145,6 +145,7 @@ def test_temperatures_side_by_side_on_one_engine(tmp_path, capsys):
     (["--simulate-tau", "2", "--block-sizes", "4"], "cannot pin acceptance"),
     (["--temperature", "0,-1"], "--temperature"),
     (["--temperature", ""], "--temperature"),
+    (["--backend", "sglang", "--shape", "nosuch"], "not a known shape (qwen3-8b)"),
 ])
 def test_bad_flags_exit_with_one_line(tmp_path, capsys, flags, message):
     assert throughput.main(flags + ["--out-dir", str(tmp_path / "out")]) == 2
