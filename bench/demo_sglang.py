@@ -9,8 +9,9 @@ of the shipped prompt set, chat template, greedy unless said, EOS honoured (real
 1. speed: AR vs ORTHRUS B at each concurrency: total tokens/s, tau, acceptance per position;
 2. identity: AR vs ORTHRUS, both with --enable-deterministic-inference (bf16): the fraction of
    outputs identical to AR (--no-identity skips it);
-3. sampling at --temperature: AR vs ORTHRUS with greedy drafts (target-only verification) vs
-   ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling): tau and tokens/s.
+3. sampling at --temperature, at each concurrency: AR vs ORTHRUS with greedy drafts (target-only
+   verification) vs ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling):
+   tau and tokens/s.
 Writes results.json and results.md to --out-dir.
 """
 
@@ -118,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     results["deterministic_speed_runs"] = args.deterministic_only
     outputs, identity = {}, {}
 
+    def subset(c):
+        return prompts[: args.c1_prompts] if c == 1 and args.c1_prompts else prompts
+
     def speed(engine, name):
         for c in levels:
-            subset = prompts[: args.c1_prompts] if c == 1 and args.c1_prompts else prompts
-            outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset, c, greedy))["outputs"]
+            outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset(c), c, greedy))["outputs"]
 
     for name, flags in configs[:2] if args.deterministic_only else configs:  # 1 and 3: speed, greedy and sampled
         if args.deterministic_only:
@@ -134,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.deterministic_only:
                 identity[name] = outputs[(name, top)]
             else:
-                record(f"{name} T={args.temperature}", name, top, sampled, run(engine, prompts, top, sampled))
+                for c in levels:
+                    record(f"{name} T={args.temperature}", name, c, sampled, run(engine, subset(c), c, sampled))
         finally:
             engine.shutdown()
     for name, flags in [] if args.deterministic_only or args.no_identity else configs[:2]:  # 2: bf16, deterministic
