@@ -25,6 +25,13 @@ from pathlib import Path
 from bench.shapes import write_plain_qwen3_shape, write_shape
 
 
+def _sampling(args) -> str:
+    if not args.temperature:
+        return "greedy"
+    drafts = "drafts sampled from q" if args.sampled_drafts else "greedy drafts"
+    return f"T={args.temperature:g} top_p {args.top_p:g} top_k {args.top_k} ({drafts})"
+
+
 def _raise(signum, frame):
     raise RuntimeError("an SGLang child process failed")
 
@@ -114,6 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--pin-tau", type=float, default=None)
     ap.add_argument("--fp8-drafts", action="store_true", help="orthrus: the draft pass reads fp8 weights")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else requests sample, seeded")
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
+    ap.add_argument("--sampled-drafts", action="store_true", help="orthrus: drafts drawn from q "
+                    "(--speculative-use-rejection-sampling)")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
@@ -124,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     import sglang
     import torch
 
-    label = f"{args.mode}-fp8" if args.fp8_drafts else args.mode
+    label = (f"{args.mode}-fp8" if args.fp8_drafts else args.mode) + (f"-T{args.temperature:g}" if args.temperature else "")
+    label += "-sd" if args.sampled_drafts else ""
     out = Path(args.out or tempfile.mkdtemp(prefix="orthrus-prof-"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
             path = write_shape(args.shape, args.block_size, Path(tmp))
         extra = {} if args.model else dict(load_format="dummy")
         if args.mode == "orthrus":
-            extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size)
+            extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size,
+                         speculative_use_rejection_sampling=args.sampled_drafts)
             os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if args.fp8_drafts else "0"
             if args.pin_tau:
                 os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(args.pin_tau), SGLANG_SIMULATE_ACC_METHOD="match-expected",
@@ -151,7 +165,9 @@ def main(argv: list[str] | None = None) -> None:
             gen = torch.Generator().manual_seed(0)
             prompts = [torch.randint(100, 100000, (args.prompt_len,), generator=gen).tolist()
                        for _ in range(args.concurrency)]
-            params = {"temperature": 0.0, "ignore_eos": True}
+            params = {"temperature": 0.0, "ignore_eos": True} if not args.temperature else {
+                "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "ignore_eos": True,
+                "sampling_seed": 0}
             engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": 64})  # warm-up
             engine.start_profile(output_dir=str(out), num_steps=args.steps, profile_by_stage=True,
                                  profile_stages=["decode"], activities=["CPU", "GPU"], with_stack=False,
@@ -168,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     verify = sum(m.get("spec_verify_ct", 0) for m in meta)
     tau = sum(m["completion_tokens"] for m in meta) / verify if verify else 1.0
     header = (f"# {torch.cuda.get_device_name()}; mode {label}; {args.shape if not args.model else args.model}; "
-              f"B={args.block_size if args.mode == 'orthrus' else '-'}; concurrency {args.concurrency}; prompt "
+              f"B={args.block_size if args.mode == 'orthrus' else '-'}; concurrency {args.concurrency}; "
+              f"{_sampling(args)}; prompt "
               f"{args.prompt_len}; tau {tau:.2f}; profiled run (profiler overhead included): "
               f"{sum(m['completion_tokens'] for m in meta) / elapsed:.0f} tok/s")
     body = "\n\n".join(summarize_trace(t, args.steps) for t in traces if "DECODE" in t.name.upper()) or \
