@@ -57,7 +57,22 @@ def settings_from_args(args: argparse.Namespace, *, default_model: str | None = 
     try:
         return GatewaySettings(**given)
     except ValidationError as e:
-        raise SystemExit(f"invalid gateway settings:\n{e}")
+        raise SystemExit(f"invalid gateway settings: {describe_errors(e, given)}") from None
+
+
+def describe_errors(error, given: dict) -> str:
+    """A pydantic ValidationError in one line, each problem under the flag or variable that set it."""
+    flags = {field: flag for flag, (field, _, _) in FLAGS.items()}
+    problems = []
+    for item in error.errors():
+        field = str(item["loc"][0]) if item.get("loc") else None
+        message = item["msg"].removeprefix("Value error, ")
+        if field is None:
+            problems.append(message)
+            continue
+        source = flags.get(field, field) if field in given else f"ORTHRUS_{field.upper()}"
+        problems.append(f"{source} {item.get('input')!r}: {message}" if "input" in item else f"{source}: {message}")
+    return "; ".join(problems)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -153,3 +153,23 @@ def test_cli_flags_override_environment(monkeypatch):
     monkeypatch.delenv("ORTHRUS_PORT")
     with pytest.raises(SystemExit, match="needs a model"):
         settings_from_args(parser.parse_args([]))
+
+
+def test_bad_settings_exit_with_one_line_naming_the_flag_or_variable(monkeypatch):
+    for name in ("ORTHRUS_MODEL", "ORTHRUS_BACKEND", "ORTHRUS_PORT", "ORTHRUS_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def message(argv):
+        with pytest.raises(SystemExit) as exc:
+            settings_from_args(parser.parse_args(["--model", "m", *argv]))
+        text = str(exc.value.code)
+        assert text.startswith("invalid gateway settings: ") and "\n" not in text and "pydantic.dev" not in text
+        return text
+
+    assert message(["--threads", "0"]) == ("invalid gateway settings: --threads 0: "
+                                           "Input should be greater than or equal to 1")
+    monkeypatch.setenv("ORTHRUS_PORT", "-5")
+    both = message(["--dtype", "fp9"])
+    assert "ORTHRUS_PORT '-5': Input should be greater than or equal to 0" in both and "--dtype 'fp9'" in both
