@@ -38,14 +38,14 @@ def _position(pairs: Pairs | None, texts: TokenTexts | None) -> list[list] | Non
 
 def openai_chat(token_ids: Sequence[int], lps: Sequence[TokenLogprob], texts: TokenTexts, top: int) -> dict:
     """A chat choice's `logprobs`: {"content": [{token, logprob, bytes, top_logprobs}]}."""
-    def entry(token: str, logprob: float) -> dict:
-        return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+    def entries(ids: Sequence[int], logprobs) -> list[dict]:
+        return [{"token": token, "logprob": logprob, "bytes": raw}
+                for token, raw, logprob in zip(texts(ids), texts.bytes(ids), logprobs)]
 
     content = []
-    for token, lp in zip(texts(token_ids), lps):
+    for entry, lp in zip(entries(token_ids, [lp.logprob for lp in lps]), lps):
         best = list(lp.top or ())[:top]
-        content.append({**entry(token, lp.logprob),
-                        "top_logprobs": [entry(s, v) for s, (_, v) in zip(texts([t for t, _ in best]), best)]})
+        content.append({**entry, "top_logprobs": entries([t for t, _ in best], [v for _, v in best])})
     return {"content": content, "refusal": None}
 
 

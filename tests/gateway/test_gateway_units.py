@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from server.backends.base import GenRequest
 from server.backends.sglang import _SGLangStream, sglang_sampling_params
-from server.logprobs import LogprobSpec, TokenLogprob
+from server.logprobs import LogprobSpec, TokenLogprob, TokenTexts
 from server.cli import add_arguments, settings_from_args
 from server.detok import TextAssembler
 from server.errors import APIError
@@ -173,3 +173,29 @@ def test_bad_settings_exit_with_one_line_naming_the_flag_or_variable(monkeypatch
     monkeypatch.setenv("ORTHRUS_PORT", "-5")
     both = message(["--dtype", "fp9"])
     assert "ORTHRUS_PORT '-5': Input should be greater than or equal to 0" in both and "--dtype 'fp9'" in both
+
+
+def test_token_bytes_are_exact_for_partial_characters(tok):
+    """OpenAI's `bytes` is the token's own bytes: a token holding part of a UTF-8 character decodes
+    alone to U+FFFD, whose bytes are not the token's."""
+    text = "é€ a 🙂"
+    ids = tok.encode(text)
+    texts = TokenTexts(tok)
+    assert "\ufffd" in texts(ids)  # the byte tokenizer splits every multi-byte character
+    assert bytes(b for raw in texts.bytes(ids) for b in raw) == text.encode("utf-8")
+    assert all(len(raw) == 1 for raw in texts.bytes(ids))
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")  # an added token: its text's bytes
+    assert texts.bytes([im_end]) == [list(b"<|im_end|>")]
+
+
+def test_token_bytes_of_byte_fallback_tokens():
+    """SentencePiece-style byte fallback (<0xE2>), as Llama-family tokenizers have."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(vocab={"<0xE2>": 0, "<0x82>": 1, "<0xAC>": 2, "a": 3, "<unk>": 4}, merges=[],
+                               byte_fallback=True, unk_token="<unk>"))
+    raw.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    texts = TokenTexts(PreTrainedTokenizerFast(tokenizer_object=raw))
+    assert texts([0, 3]) == ["\ufffd", "a"]
+    assert texts.bytes([0, 1, 2, 3]) == [[0xE2], [0x82], [0xAC], [ord("a")]]
