@@ -3,7 +3,7 @@
     python -m bench.throughput                                   # embedded engine, tiny random model, CPU
     python -m bench.throughput --backend sglang --shape qwen3-8b --modes ar,orthrus,dflash \\
         --block-sizes 32 --simulate-tau 9.6 --concurrency 1,8,32 --contexts 1024,4096,16384,32768
-    python -m bench.throughput --backend sglang --modes ar,orthrus,orthrus-sd --block-sizes 16 \
+    python -m bench.throughput --backend sglang --modes ar,orthrus,orthrus-sd --block-sizes 16 \\
         --simulate-tau 9.6 --temperature 0,0.7 --top-p 0.95 --top-k 20 --contexts ""   # sampling cost
 
 For each mode (AR first) the backend opens a session (an engine or a server), warms it up,
