@@ -1,6 +1,6 @@
 """The quickstart's demo model (trained view) through real SGLang on a GPU: real, unpinned acceptance.
 
-    python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \
+    python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \\
         [--concurrency 1,32] [--temperature 0.7] --out-dir DIR
 
 PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
