@@ -1,7 +1,7 @@
 """The quickstart's demo model (trained view) through real SGLang on a GPU: real, unpinned acceptance.
 
     python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \\
-        [--concurrency 1,32] [--temperature 0.7] --out-dir DIR
+        [--concurrency 1,32] [--temperature 0.7] [--no-identity] --out-dir DIR
 
 PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
 The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied). Held-out prompts
