@@ -22,6 +22,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench.record import request_sampling
 from bench.shapes import write_plain_qwen3_shape, write_shape
 
 
@@ -165,9 +166,7 @@ def main(argv: list[str] | None = None) -> None:
             gen = torch.Generator().manual_seed(0)
             prompts = [torch.randint(100, 100000, (args.prompt_len,), generator=gen).tolist()
                        for _ in range(args.concurrency)]
-            params = {"temperature": 0.0, "ignore_eos": True} if not args.temperature else {
-                "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k, "ignore_eos": True,
-                "sampling_seed": 0}
+            params = {**request_sampling(args, 0, args.temperature), "ignore_eos": True}
             engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": 64})  # warm-up
             engine.start_profile(output_dir=str(out), num_steps=args.steps, profile_by_stage=True,
                                  profile_stages=["decode"], activities=["CPU", "GPU"], with_stack=False,

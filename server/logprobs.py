@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 
 Pairs = tuple[tuple[int, float], ...]  # (token id, logprob)
@@ -50,10 +51,6 @@ class TokenTexts:
         """Each token's own bytes (OpenAI's `bytes`): exact for byte-level BPE (Qwen, SmolLM2, GPT-2)
         and for byte-fallback tokens (<0xE2>), where decoding a lone token would give U+FFFD for
         part of a multi-byte character; otherwise the UTF-8 of the decoded text."""
-        if not hasattr(self, "_bytes"):
-            self._bytes: dict[int, list[int]] = {}
-            self._byte_of = _byte_level_alphabet(self._tokenizer)
-            self._added = set(getattr(self._tokenizer, "added_tokens_decoder", None) or ())
         missing = list(dict.fromkeys(i for i in ids if i not in self._bytes))
         if missing:
             pieces = self._tokenizer.convert_ids_to_tokens(missing)
@@ -61,10 +58,27 @@ class TokenTexts:
                 self._bytes[token_id] = self._token_bytes(token_id, piece, text)
         return [self._bytes[i] for i in ids]
 
+    @cached_property
+    def _bytes(self) -> dict[int, list[int]]:
+        return {}
+
+    @cached_property
+    def _byte_level(self) -> bool:
+        """Whether the tokenizer decodes through GPT-2's byte-level alphabet."""
+        decoder = getattr(getattr(self._tokenizer, "backend_tokenizer", None), "decoder", None)
+        if decoder is None:
+            return False
+        state = json.loads(decoder.__getstate__())
+        return "ByteLevel" in {state.get("type")} | {d.get("type") for d in state.get("decoders", [])}
+
+    @cached_property
+    def _added(self) -> set[int]:
+        return set(getattr(self._tokenizer, "added_tokens_decoder", None) or ())
+
     def _token_bytes(self, token_id: int, piece: str | None, text: str) -> list[int]:
         if piece is not None and token_id not in self._added:
-            if self._byte_of is not None and all(c in self._byte_of for c in piece):
-                return [self._byte_of[c] for c in piece]
+            if self._byte_level and all(c in _BYTE_OF for c in piece):
+                return [_BYTE_OF[c] for c in piece]
             fallback = _BYTE_FALLBACK.fullmatch(piece)
             if fallback:
                 return [int(fallback.group(1), 16)]
@@ -74,21 +88,12 @@ class TokenTexts:
 _BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
-def _byte_level_alphabet(tokenizer) -> dict[str, int] | None:
-    """char -> byte of the GPT-2 byte-level alphabet when the tokenizer decodes that way, else None."""
-    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
-    if decoder is None:
-        return None
-    state = json.loads(decoder.__getstate__())
-    if "ByteLevel" not in {state.get("type")} | {d.get("type") for d in state.get("decoders", [])}:
-        return None
-    # GPT-2's table: printable bytes stand for themselves, the other 68 map to U+0100 onwards.
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)]
-    chars, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            chars[chr(b)] = b
-        else:
-            chars[chr(256 + extra)] = b
-            extra += 1
-    return chars
+def _gpt2_byte_alphabet() -> dict[str, int]:
+    """char -> byte of GPT-2's byte-level alphabet: printable bytes stand for themselves, the other
+    68 map to U+0100 onwards, in byte order."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), 256)}
+    others = [b for b in range(256) if b not in printable]
+    return {**{chr(b): b for b in printable}, **{chr(256 + i): b for i, b in enumerate(others)}}
+
+
+_BYTE_OF = _gpt2_byte_alphabet()
