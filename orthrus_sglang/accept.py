@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .sampling import STREAM_ACCEPT, STREAM_DRAFT, STREAM_TOKEN, filtered_probs, row_keys, sample_keyed, uniforms
+from .sampling import (STREAM_ACCEPT, STREAM_DRAFT, STREAM_TOKEN, exponentials, filtered_probs, race, row_keys,
+                       sample_keyed, uniforms)
 
 
 def greedy_accept(draft_tokens: torch.Tensor, target_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,7 +40,7 @@ def rejection_accept(
     """Speculative rejection sampling: the emitted tokens are distributed exactly as p.
 
     draft_tokens: long [bs, k] sampled from draft_probs; draft_probs (q): [bs, k, V];
-    target_probs (p): [bs, k+1, V]; uniforms: [bs, k] in [0, 1); exponentials: [bs, V],
+    target_probs (p): [bs, k+1, V]; uniforms: [bs, k] in (0, 1); exponentials: [bs, V],
     i.i.d. Exp(1), used to draw the bonus by the exponential race (argmax of prob / E is a
     draw from prob) so that all randomness is an explicit input.
     Draft i is accepted iff every earlier one was and u_i * q(d_i) < p(d_i) (probability
@@ -48,7 +49,7 @@ def rejection_accept(
     Returns (num_accepted long [bs] in 0..k, bonus long [bs]).
     """
     num_accepted, bonus_dist = rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms)
-    return num_accepted, (bonus_dist / exponentials).argmax(dim=-1)
+    return num_accepted, race(bonus_dist, exponentials)
 
 
 def rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,7 +95,7 @@ def target_only_accept(
     draft_tokens: long [bs, k]; target_probs: [bs, k+1, V]; uniforms: [bs, k]; exponentials: [bs, V].
     """
     num_accepted, bonus_dist = target_only_bonus_dist(draft_tokens, target_probs, uniforms)
-    return num_accepted, (bonus_dist / exponentials).argmax(dim=-1)
+    return num_accepted, race(bonus_dist, exponentials)
 
 
 def target_only_bonus_dist(draft_tokens, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,6 +254,6 @@ def sample_drafts(diffusion_logits: torch.Tensor, rows: RowSampling, start_posit
     cand_logits, cand_tokens = diffusion_logits.topk(C, dim=-1)  # sorted, [bs, k, C]
     q = rows.probs(cand_logits.float(), bound=min(rows.bound, C))
     positions = start_positions.to(torch.int64).view(bs, 1) + torch.arange(k, device=diffusion_logits.device)
-    exponentials = -uniforms(row_keys(rows.seeds, positions, STREAM_DRAFT), cand_tokens).log()
-    drawn = cand_tokens.gather(-1, (q / exponentials).argmax(dim=-1, keepdim=True)).squeeze(-1)
+    exps = exponentials(row_keys(rows.seeds, positions, STREAM_DRAFT), cand_tokens)
+    drawn = cand_tokens.gather(-1, race(q, exps).unsqueeze(-1)).squeeze(-1)
     return torch.where(rows.greedy.view(bs, 1), top1, drawn), DraftDist(q, cand_tokens)

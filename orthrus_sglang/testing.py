@@ -200,7 +200,7 @@ def sglang_sampling_check(engine, model, prompt: list[int], setting: dict, n: in
     result = {"pvalues": pvalues(exact_ar_distribution(model, prompt, **exact)),
               "verify_steps": sum(o["meta_info"]["spec_verify_ct"] for o in outs),
               "accepted": sum(o["meta_info"]["spec_num_correct_drafts"] for o in outs),
-              "rejected_steps": sum(sum(o["meta_info"]["spec_accept_histogram"][:3]) for o in outs),
+              "rejected_steps": sum(sum(o["meta_info"]["spec_correct_drafts_histogram"][:3]) for o in outs),
               "outputs": samples.tolist()}
     if exact["min_p"] > 0 and exact["top_k"] == 0:
         result["power_pvalue"] = min(pvalues(exact_ar_distribution(model, prompt, **{**exact, "min_p": 0.0})))
@@ -241,3 +241,84 @@ def near_tie_report(model, prompts: list[list[int]], a: list[list[int]], b: list
     percentiles = [float((ranked < g).float().mean()) * 100 for g in gaps]
     return {"differing": len(gaps), "gaps": gaps, "percentile_of_gaps": percentiles, "top2_gaps": top2_gaps,
             "fp32_sides": sides}
+
+
+# ---- sampling on a realistic vocabulary (a leak of V / 2^24 per draw shows there, not at V = 16) ----
+def write_large_vocab_checkpoint(path: str | Path, *, vocab_size: int = 1 << 17, logit_scale: float = 6.0,
+                                 seed: int = 0, block_size: int = 4) -> Path:
+    """A tiny Orthrus checkpoint with a large vocabulary and LM-like logits: lm_head scaled so that
+    each next-token distribution has a handful of likely tokens and a long tail (top_p 0.9 keeps
+    tens of tokens, not most of the vocabulary). No tokenizer (token ids only)."""
+    from .ref.loader import save_model
+
+    config = tiny_config(vocab_size=vocab_size, block_size=block_size)
+    model = random_model(config, seed=seed, diff_from_ar=True)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(logit_scale)
+    save_model(model, Path(path))
+    return Path(path)
+
+
+def _ar_next_probs(model, ids: torch.Tensor, setting: dict, first: int) -> torch.Tensor:
+    """Plain AR sampling's law of the token at each position first..L of ids [n, L] (position L: the
+    next one) under ``setting`` (temperature, top_k, top_p, min_p; 0 = off): float32 [n, L - first + 1, V]."""
+    from .ref.model import ForwardBatch
+    from .sampling import filtered_probs
+
+    n, length = ids.shape
+    batch = ForwardBatch(torch.arange(n), torch.zeros(n, dtype=torch.long), length)
+    with torch.no_grad():
+        logits = model(ids, model.new_cache(n, length), batch, "ar")[:, first - 1 :].float()
+
+    def full(value):
+        return torch.full((n,), value)
+
+    return filtered_probs(logits, full(float(setting.get("temperature", 1.0))), full(max(int(setting.get("top_k", 0)), 0)),
+                          full(float(setting.get("top_p", 1.0))), full(float(setting.get("min_p", 0.0))))
+
+
+def ar_filtered_probs(model, sequences: list[list[int]], start: int, setting: dict, chunk: int = 16) -> torch.Tensor:
+    """p(sequences[i][t] | sequences[i][:t]) under plain AR sampling with ``setting``, for t >= start:
+    float64 [n, L - start]. Sequences share one length L; computed ``chunk`` sequences at a time."""
+    ids_all = torch.tensor(sequences)
+    parts = []
+    for i in range(0, ids_all.shape[0], chunk):
+        ids = ids_all[i : i + chunk]
+        probs = _ar_next_probs(model, ids, setting, start)[:, :-1]
+        parts.append(probs.gather(-1, ids[:, start:].unsqueeze(-1)).squeeze(-1).double())
+    return torch.cat(parts)
+
+
+def sparse_exact_joint(model, prompt: list[int], setting: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact AR law of the first two sampled tokens on any vocabulary, by enumerating only the
+    tokens the filters keep: (support token ids [m], joint float64 [m, m] over support x support).
+    Needs a filter that keeps few tokens (top_k, top_p or min_p on sharp logits)."""
+    length = len(prompt)
+    p1 = _ar_next_probs(model, torch.tensor([prompt]), setting, length)[0, -1].double()
+    first = p1.nonzero().view(-1)
+    prefixes = torch.tensor([list(prompt) + [int(t)] for t in first])
+    p2 = _ar_next_probs(model, prefixes, setting, length + 1)[:, -1].double()  # [m1, V]
+    support = torch.unique(torch.cat([first, p2.sum(0).nonzero().view(-1)]))
+    index = torch.full((model.config.vocab_size,), -1, dtype=torch.long)
+    index[support] = torch.arange(support.numel())
+    joint = torch.zeros(support.numel(), support.numel(), dtype=torch.float64)
+    joint[index[first].unsqueeze(1), index[support].unsqueeze(0)] = p1[first].unsqueeze(1) * p2[:, support]
+    return support, joint
+
+
+def large_vocab_sampling_check(model, prompt: list[int], setting: dict, outputs: list[list[int]]) -> dict:
+    """Seeded outputs of one prompt under ``setting`` against plain AR sampling on a large vocabulary.
+
+    filtered_out: emitted tokens whose AR probability under the request's filters is 0 (must be 0:
+    a leak of rate r shows about r * draws times); pvalue: chi-square of (t1, t2) against the
+    exact joint (sparse_exact_joint), small cells pooled, a draw outside the support fails it."""
+    seqs = [list(prompt) + list(o) for o in outputs]
+    p = ar_filtered_probs(model, seqs, len(prompt), setting)
+    support, joint = sparse_exact_joint(model, prompt, setting)
+    index = torch.full((model.config.vocab_size,), -1, dtype=torch.long)
+    index[support] = torch.arange(support.numel())
+    first_two = index[torch.tensor([o[:2] for o in outputs])]
+    inside = (first_two >= 0).all(1)
+    pvalue = chi_square_pvalue(first_two[inside], joint) if inside.all() else 0.0
+    return {"filtered_out": int((p == 0).sum()), "tokens": p.numel(), "pvalue": pvalue,
+            "support": int(support.numel()), "first_token_support": int((joint.sum(1) > 0).sum())}

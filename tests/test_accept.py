@@ -227,5 +227,5 @@ def test_sample_keyed_in_chunks_is_the_same_draw(monkeypatch):
     probs /= probs.sum(-1, keepdim=True)
     keys = torch.randint(0, 2**32, (3, 7), generator=gen)
     whole = sample_keyed(probs, keys)
-    monkeypatch.setattr(sampling_module, "_RACE_ELEMENTS", 60)  # one row at a time
+    monkeypatch.setattr(sampling_module, "_RACE_ELEMENTS", {"cpu": 60})  # one row at a time
     assert sample_keyed(probs, keys).tolist() == whole.tolist()
