@@ -21,23 +21,28 @@ def _dtype(name: str):
     return getattr(torch, DTYPES[name])
 
 
+# Shared by every verb that runs torch on the CPU (orthrus_sglang/threads.py).
+THREADS_HELP = "torch CPU threads (default: $ORTHRUS_THREADS, else half the CPUs, at most 8)"
+# Help texts name their default with argparse's %(default)s, so what is printed is what is used.
+D = " (default: %(default)s)"
+
+
 def add_generate_args(p: argparse.ArgumentParser) -> None:
     from .demo import DEMO_MODEL_ID
 
-    p.add_argument("--model", default=DEMO_MODEL_ID, help=f"checkpoint dir, hub id, or {DEMO_MODEL_ID!r} (default)")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--model", default=DEMO_MODEL_ID, help="Orthrus checkpoint dir, hub id, or the demo model" + D)
+    p.add_argument("--prompt", required=True, help="the user message (required)")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--ar", action="store_true", help="plain AR decoding on the same engine (the baseline)")
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-k", type=int, default=0, help="0 disables it")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--block-size", type=int, default=None, help="draft block size (default: the checkpoint's)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: $ORTHRUS_THREADS, else half the CPUs, at most 8)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="most tokens to generate" + D)
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature, 0: greedy" + D)
+    p.add_argument("--top-k", type=int, default=0, help="keep the k likeliest tokens, 0: off" + D)
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, 1: off" + D)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: none, a random one)")
+    p.add_argument("--block-size", type=int, default=None, help="draft block size B (default: the checkpoint's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ..." + D)
+    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weights and compute dtype" + D)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--json", action="store_true", help="print token ids, text and statistics as one JSON object")
 
 
@@ -86,17 +91,18 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orthrus", description="Orthrus: lossless multi-token decoding")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="generate text with the reference engine")
     add_generate_args(gen)
     gen.set_defaults(func=cmd_generate)
     conv = sub.add_parser("convert", help="plain Qwen3/Llama checkpoint -> Orthrus (diffusion view from AR weights)")
-    conv.add_argument("src")
-    conv.add_argument("dst")
-    conv.add_argument("--block-size", type=int, default=32)
-    conv.add_argument("--mask-token-id", type=int, default=None)
+    conv.add_argument("src", help="plain Qwen3 or Llama checkpoint dir")
+    conv.add_argument("dst", help="where to write the Orthrus checkpoint")
+    conv.add_argument("--block-size", type=int, default=32, help="draft block size B stored in the config" + D)
+    conv.add_argument("--mask-token-id", type=int, default=None,
+                      help="the diffusion view's mask token (default: 151669 for Qwen3; Llama needs it)")
     conv.set_defaults(func=cmd_convert)
     from .serve_cli import add_serve_parser
     from .train.cli import add_eval_parser, add_train_parser  # argparse only; torch loads when a command runs
@@ -104,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     add_serve_parser(sub)
     add_train_parser(sub)
     add_eval_parser(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback

@@ -230,7 +230,7 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
     try:
         plain = plain_checkpoint_from_gguf(work / "plain", gguf=gguf, progress=progress)
         mask_id = mask_token_id(AutoTokenizer.from_pretrained(plain))
-        _log(progress, f"converting to Orthrus (block_size={block_size}, mask {MASK_TOKEN}={mask_id})")
+        _log(progress, f"converting to Orthrus (block size {block_size}, mask token {MASK_TOKEN!r}, id {mask_id})")
         built = convert_to_orthrus(plain, work / "orthrus", block_size=block_size, mask_token_id=mask_id)
         view = apply_demo_view(built)  # the trained diffusion view (orthrus_sglang/views/)
         if view is not None:

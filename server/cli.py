@@ -14,24 +14,26 @@ if TYPE_CHECKING:
 
 # flag -> (settings field, type, help)
 FLAGS = {
-    "--model": ("model", str, "checkpoint dir, hub id, or smollm2-135m-instruct (the demo model, the default)"),
+    "--model": ("model", str, "checkpoint dir, hub id, or the demo model (default: smollm2-135m-instruct)"),
     "--served-model-name": ("served_model_name", str, "model id clients use (default: from --model)"),
-    "--backend": ("backend", str, "embedded (default) or sglang"),
-    "--backend-url": ("backend_url", str, "SGLang server URL for --backend sglang (default http://127.0.0.1:30000)"),
-    "--host": ("host", str, "bind address (default 127.0.0.1)"),
-    "--port": ("port", int, "port (default 8000)"),
-    "--api-key": ("api_key", str, "require 'Authorization: Bearer KEY' (prefer ORTHRUS_API_KEY: flags show in ps)"),
-    "--max-concurrent-requests": ("max_concurrent_requests", int, "requests generating at once (default 64)"),
-    "--max-queue": ("max_queue", int, "requests waiting for a slot before 429 (default 256)"),
-    "--max-body-bytes": ("max_body_bytes", int, "largest request body in bytes (default 2 MiB)"),
-    "--device": ("device", str, "embedded engine device: auto, cpu, cuda, cuda:1 ... (default auto)"),
-    "--dtype": ("dtype", str, "auto, float32, bfloat16, float16 (default auto: fp32 on CPU, bf16 on GPU)"),
+    "--backend": ("backend", str, "embedded or sglang (default: embedded)"),
+    "--backend-url": ("backend_url", str, "SGLang server URL for --backend sglang (default: http://127.0.0.1:30000)"),
+    "--host": ("host", str, "bind address (default: 127.0.0.1)"),
+    "--port": ("port", int, "port, 0: any free one (default: 8000)"),
+    "--api-key": ("api_key", str, "require 'Authorization: Bearer KEY' (default: none, no auth; prefer "
+                                  "ORTHRUS_API_KEY: flags show in ps)"),
+    "--max-concurrent-requests": ("max_concurrent_requests", int, "requests generating at once (default: 64)"),
+    "--max-queue": ("max_queue", int, "requests waiting for a slot before 429 (default: 256)"),
+    "--max-body-bytes": ("max_body_bytes", int, "largest request body in bytes (default: 2097152, 2 MiB)"),
+    "--device": ("device", str, "embedded engine device: auto, cpu, cuda, cuda:1 ... (default: auto)"),
+    "--dtype": ("dtype", str, "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16 (default: auto)"),
     "--block-size": ("block_size", int, "Orthrus block size B (default: the checkpoint's)"),
-    "--max-batch-size": ("max_batch_size", int, "embedded engine batch slots (default 8)"),
+    "--max-batch-size": ("max_batch_size", int, "embedded engine batch slots (default: 8)"),
     "--max-seq-len": ("max_seq_len", int, "context limit, prompt + generation (default: the engine's)"),
-    "--threads": ("threads", int, "torch CPU threads of the embedded engine (default: half the CPUs, at most 8)"),
-    "--shutdown-grace-s": ("shutdown_grace_s", float, "seconds in-flight streams get on shutdown (default 5)"),
-    "--log-level": ("log_level", str, "uvicorn log level (default info)"),
+    "--threads": ("threads", int, "torch CPU threads of the embedded engine (default: $ORTHRUS_THREADS, else half "
+                                  "the CPUs, at most 8)"),
+    "--shutdown-grace-s": ("shutdown_grace_s", float, "seconds in-flight streams get on shutdown (default: 5.0)"),
+    "--log-level": ("log_level", str, "uvicorn log level (default: info)"),
 }
 
 

@@ -81,10 +81,12 @@ def banner(settings: GatewaySettings, port: int) -> str:
     url = f"http://{host}:{port}"
     model = settings.model_id
     auth_header = ' \\\n  -H "Authorization: Bearer $ORTHRUS_API_KEY"' if settings.api_key else ""
+    imports = "import os\n" if settings.api_key else ""  # only where the key is read from the environment
     key = 'os.environ["ORTHRUS_API_KEY"]' if settings.api_key else '"none"'
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "What is 7 * 6?"}],
                        "max_tokens": 64})
     heredoc = "PY"
+    # The Python example prints the answer, then fields of the response's `orthrus` object (server/stats.py).
     return f"""
 Orthrus gateway ready at {url}  (model {model}, {settings.backend} backend)
   live page {url}/   health {url}/health   metrics {url}/metrics
@@ -98,12 +100,14 @@ curl {url}/v1/chat/completions \\
 or with Python (pip install openai):
 
 python - <<'{heredoc}'
-import os
-from openai import OpenAI
+{imports}from openai import OpenAI
 client = OpenAI(base_url="{url}/v1", api_key={key})
 r = client.chat.completions.create(model="{model}", max_tokens=64,
                                    messages=[{{"role": "user", "content": "What is 7 * 6?"}}])
 print(r.choices[0].message.content)
-print(r.model_extra["orthrus"])  # tau, acceptance per draft position, AR-equivalent speedup
+stats = r.model_extra["orthrus"]  # this request's decode statistics (None if no Orthrus step ran)
+if stats:
+    print("tau (tokens per decode step):", stats["tau"])
+    print("acceptance rate per draft position:", stats["acceptance_rate_per_position"])
 {heredoc}
 """

@@ -62,7 +62,8 @@ def test_help_and_usage_errors_import_nothing_heavy():
     code = (
         "import sys\n"
         "from orthrus_sglang.cli import main\n"
-        "for argv in (['--help'], ['serve', '--help'], ['generate', '--help'], ['generate'], ['nope']):\n"
+        "for argv in (['--help'], ['serve', '--help'], ['generate', '--help'], ['convert', '--help'],\n"
+        "             ['train', '--help'], ['eval', '--help'], ['generate'], ['nope']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"

@@ -32,44 +32,55 @@ def cmd_train(args) -> int:
         return EXIT_RESUMABLE
     final = results["final"]
     taus = ", ".join(f"B={k[1:]} {v['tau']:.2f}" for k, v in final.items() if k.startswith("B"))
+    curve = Path(cfg.out) / "tau_curve.png"
     print(f"wrote {results['model']} after {results['steps']} steps ({results['train_time_s'] / 60:.1f} min); "
-          f"held-out tau {taus}; curve: {Path(cfg.out) / 'tau_curve.png'}")
+          f"held-out tau {taus}" + (f"; curve: {curve}" if curve.is_file() else ""))
     return 0
 
 
 def add_eval_parser(sub) -> None:
+    from ..cli import D, THREADS_HELP
+    from ..demo import DEMO_MODEL_ID
+
     p = sub.add_parser("eval", help="held-out tau, acceptance per draft position and tokens per step (greedy)")
-    p.add_argument("--model", required=True, help="Orthrus checkpoint directory")
-    p.add_argument("--engine", choices=["reference", "sglang", "both"], default="reference")
+    p.add_argument("--model", default=DEMO_MODEL_ID, help="Orthrus checkpoint dir, hub id, or the demo model" + D)
+    p.add_argument("--engine", choices=["reference", "sglang", "both"], default="reference",
+                   help="reference engine, SGLang (sglang.Engine, ORTHRUS) or both" + D)
     p.add_argument("--block-sizes", default="", help="comma-separated, e.g. 16,8 (default: the checkpoint's)")
-    p.add_argument("--prompts", default="builtin", help="'builtin' (the shipped held-out split) or a JSONL of prompts")
-    p.add_argument("--num-prompts", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16, help="reference engine: requests decoded together")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--prompts", default="builtin",
+                   help="'builtin' (the shipped held-out split) or a JSONL of prompts" + D)
+    p.add_argument("--num-prompts", type=int, default=64, help="prompts to decode" + D)
+    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens decoded per prompt" + D)
+    p.add_argument("--batch-size", type=int, default=16, help="reference engine: requests decoded together" + D)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ..." + D)
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="reference engine dtype" + D)
+    p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--check-ar", action="store_true", help="also decode plain AR and report the identical fraction")
-    p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--json", metavar="FILE", help="also write the results to FILE (default: none)")
     p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> int:
     import torch
 
-    from ..ref.loader import load_config, load_model
+    from ..ref.loader import load_config, load_model, resolve_model_dir
+    from ..threads import apply_threads
     from .evaluate import eval_prompts, eval_reference, eval_sglang
     from .setup import load_tokenizer
 
-    config = load_config(args.model)
+    apply_threads(args.threads)
+    model_dir = resolve_model_dir(args.model)  # as generate, serve and train resolve it
+    config = load_config(model_dir)
     sizes = [int(b) for b in args.block_sizes.split(",") if b.strip()] or [config.block_size]
     if any(b < 2 for b in sizes) or args.num_prompts < 1 or args.max_new_tokens < 1:
         raise ValueError("block sizes must be >= 2, --num-prompts and --max-new-tokens >= 1")
-    prompts = eval_prompts(load_tokenizer(Path(args.model)), args.prompts, args.num_prompts)
+    prompts = eval_prompts(load_tokenizer(model_dir), args.prompts, args.num_prompts)
     engines = ["reference", "sglang"] if args.engine == "both" else [args.engine]
-    model = load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype)) if "reference" in engines else None
+    dtype = getattr(torch, args.dtype)
+    model = load_model(model_dir, device=args.device, dtype=dtype) if "reference" in engines else None
     results, ar_outputs = [], None
     if args.check_ar:
-        ref_model = model or load_model(args.model, device=args.device, dtype=getattr(torch, args.dtype))
+        ref_model = model or load_model(model_dir, device=args.device, dtype=dtype)
         ar_outputs = eval_reference(ref_model, prompts, block_size=2, max_new_tokens=args.max_new_tokens,
                                     batch_size=args.batch_size, ar_only=True).outputs
     for engine in engines:
@@ -78,7 +89,7 @@ def cmd_eval(args) -> int:
                 r = eval_reference(model, prompts, block_size=b, max_new_tokens=args.max_new_tokens,
                                    batch_size=args.batch_size, progress=sys.stderr.isatty())
             else:
-                r = eval_sglang(args.model, prompts, block_size=b, max_new_tokens=args.max_new_tokens,
+                r = eval_sglang(str(model_dir), prompts, block_size=b, max_new_tokens=args.max_new_tokens,
                                 device="cpu" if args.device == "cpu" else "cuda")
             record = r.to_dict()
             if ar_outputs is not None:

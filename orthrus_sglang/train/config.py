@@ -113,41 +113,76 @@ class TrainConfig:
         return asdict(self)
 
 
+# One help text per field; add_config_args appends the field's default (or says "(required)").
 HELP = {
-    "model": "plain Qwen3/Llama or Orthrus checkpoint dir, or 'smollm2-135m-instruct' (required)",
-    "out": "output dir: init/, data/train.jsonl, train_state.pt, model/, tau_curve.png, results.json (required)",
-    "data": "distilled JSONL of {prompt_ids, answer_ids}; default: distil --prompts into OUT/data/train.jsonl",
-    "prompts": "'builtin' (the shipped set's train split) or a JSONL of prompts",
-    "eval_prompts": "'builtin' (the shipped held-out split) or a JSONL of prompts",
+    "model": "plain Qwen3/Llama or Orthrus checkpoint dir, hub id, or 'smollm2-135m-instruct' (the demo model)",
+    "out": "output dir: init/, data/train.jsonl, train_state.pt, model/, tau_curve.png, results.json",
+    "data": "distilled JSONL of {prompt_ids, answer_ids} (default: distil --prompts into OUT/data/train.jsonl)",
+    "prompts": "prompts to distil: 'builtin' (the shipped set's train split) or a JSONL of prompts",
+    "num_prompts": "how many prompts to distil",
+    "gen_max_new_tokens": "distillation: longest answer in tokens",
+    "gen_batch_size": "distillation: prompts decoded together",
+    "eval_prompts": "held-out prompts: 'builtin' (the shipped held-out split) or a JSONL of prompts",
+    "num_eval_prompts": "held-out prompts per evaluation",
+    "eval_max_new_tokens": "held-out evaluation: tokens decoded per prompt",
     "eval_block_sizes": "comma-separated block sizes to evaluate, e.g. 16,8 (default: --block-size)",
-    "eval_every": "steps between held-out evaluations (0: start and end only)",
-    "eval_every_min": "minutes of training between held-out evaluations",
-    "mask_token_id": "mask token for converting a plain checkpoint (Qwen3: 151669 by default)",
-    "loss": "kl: forward KL to the AR distribution; ce: cross-entropy on the AR argmax",
-    "decay": "> 0: weight draft k by exp(-(k-1)/decay)",
-    "view": "full: train the *_diff tensors; lora: a low-rank delta on the diff projections",
-    "blocks_per_row": "blocks per packed row (0: row_len // block_size)",
-    "time_budget_min": "training-time budget (the first 2, compiling, steps apart); the cosine schedule ends there",
-    "dtype": "compute dtype (auto: bf16 autocast on CUDA, fp32 on CPU; master weights fp32)",
-    "attention": "auto: compiled flex_attention on CUDA, masked SDPA on CPU",
-    "deadline_min": "stop this invocation after N minutes, state saved (exit 3); rerun to resume",
+    "eval_every": "steps between held-out evaluations (0: at the start and the end only)",
+    "eval_every_min": "or minutes of training between held-out evaluations (0: off)",
+    "eval_batch_size": "held-out evaluation: prompts decoded together",
     "eval_at_start": "evaluate the untrained view first (the curve's first point)",
+    "block_size": "draft block size B trained for",
+    "mask_token_id": "mask token for converting a plain checkpoint (default: 151669 for Qwen3; Llama needs it)",
+    "loss": "kl: forward KL to the AR distribution; ce: cross-entropy on the AR argmax",
+    "decay": "> 0: weight draft k by exp(-(k-1)/decay); 0: all drafts alike",
+    "view": "full: train the *_diff tensors; lora: a low-rank delta on the diff projections",
+    "lora_rank": "rank of the delta for --view lora",
+    "row_len": "tokens per packed training row",
+    "blocks_per_row": "draft blocks per packed row (0: row_len // block_size)",
+    "rows_per_micro": "rows per micro-batch",
+    "grad_accum": "micro-batches per optimizer step",
+    "lr": "peak learning rate (AdamW)",
+    "warmup_steps": "linear warm-up steps",
+    "min_lr_ratio": "the cosine schedule ends at lr * this",
+    "weight_decay": "AdamW weight decay",
+    "grad_clip": "gradient-norm clip (0: off)",
+    "max_steps": "optimizer steps",
+    "time_budget_min": "training-time budget in minutes, first 2 (compiling) steps apart; the schedule ends there "
+                       "(0: off)",
+    "seed": "seed of the prompt order, rows and anchors",
+    "device": "auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...",
+    "dtype": "compute dtype: auto (bf16 autocast on CUDA, fp32 on CPU), float32 or bfloat16; master weights fp32",
+    "attention": "auto (compiled flex_attention on CUDA, masked SDPA on CPU), flex or sdpa",
+    "save_every": "steps between saves of OUT/train_state.pt",
+    "deadline_min": "stop this invocation after N minutes, state saved (exit 3); rerun to resume (0: off)",
     "progress": "progress bars",
 }
 
 
+def _shown_default(f) -> str:
+    if f.default is MISSING:
+        return " (required)"
+    if "(default:" in HELP[f.name]:
+        return ""
+    if isinstance(f.default, bool):
+        return f" (default: {'on' if f.default else 'off'})"
+    return f" (default: {f.default})"
+
+
 def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """One --flag per field (``--time-budget-min``), plus --config FILE.json whose keys are the field names."""
-    parser.add_argument("--config", help="JSON file of settings (field names as keys); flags override it")
+    """One --flag per field (``--time-budget-min``), plus --config FILE.json whose keys are the field names.
+
+    Flags default to None so that a config file's values stand unless a flag is given.
+    """
+    parser.add_argument("--config", help="JSON file of settings (field names as keys); flags override it "
+                                         "(default: none)")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).split(" ")[0]  # "int", "int | None", "float", "str", "bool" (postponed annotations)
+        help_text = HELP[f.name] + _shown_default(f)
         if kind == "bool":
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             continue
-        default = "" if f.default is MISSING else f" (default: {f.default})"
-        parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None,
-                            help=HELP.get(f.name, "") + default)
+        parser.add_argument(flag, type={"int": int, "float": float}.get(kind, str), default=None, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

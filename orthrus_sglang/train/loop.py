@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.attention_verified = False  # set by the first step run in this process
+        self.curve_skipped = False  # no matplotlib: no tau curve (said once)
 
     # ---- one optimisation step ------------------------------------------------------------
     def train_step(self) -> DraftStats:
@@ -119,9 +121,15 @@ class Trainer:
                                "num_steps": result.num_steps, "num_tokens": result.num_tokens}
         record["eval_s"] = round(time.perf_counter() - start, 1)
         self.history.append(record)
-        from .plot import plot_tau_curve
+        from .plot import NO_MATPLOTLIB, plot_tau_curve
 
-        plot_tau_curve(self.history, self.out / "tau_curve.png", title=f"{Path(cfg.model).name}: held-out tau")
+        title = f"{Path(cfg.model).name}: held-out tau"
+        drawn = plot_tau_curve(self.history, self.out / "tau_curve.png", title=title)
+        if drawn is None and not self.curve_skipped:  # said once per run
+            self.curve_skipped = True
+            from tqdm import tqdm
+
+            tqdm.write(NO_MATPLOTLIB.format(self.out / "results.json"), file=sys.stderr)
         return record
 
     def save(self) -> None:

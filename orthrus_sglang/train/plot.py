@@ -1,12 +1,25 @@
-"""The tau curve: held-out tau against training steps, and the last eval's acceptance per draft position."""
+"""The tau curve: held-out tau against training steps, and the last eval's acceptance per draft position.
+
+matplotlib is optional (the quickstart install has none): without it there is no curve, and training
+goes on (the numbers are in results.json either way).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 
-def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-out tau") -> Path:
-    import matplotlib
+NO_MATPLOTLIB = "tau curve not drawn: matplotlib is not installed (pip install matplotlib); held-out tau is in {}"
+
+
+def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-out tau") -> Path | None:
+    """Draw the curve into ``path``; None (nothing drawn) without matplotlib."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError as exc:
+        if exc.name != "matplotlib":
+            raise
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -60,7 +60,7 @@ def test_banner_examples_work_as_printed(tiny_ckpt):
         r = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=60,
                            env={**env, "PATH": "/usr/bin:/bin"})
         assert r.returncode == 0, r.stderr
-        assert "'tau':" in r.stdout and "'accepted_per_position':" in r.stdout
+        assert "tau (tokens per decode step):" in r.stdout and "acceptance rate per draft position:" in r.stdout
     finally:
         server.stop()
 
