@@ -322,3 +322,14 @@ def large_vocab_sampling_check(model, prompt: list[int], setting: dict, outputs:
     pvalue = chi_square_pvalue(first_two[inside], joint) if inside.all() else 0.0
     return {"filtered_out": int((p == 0).sum()), "tokens": p.numel(), "pvalue": pvalue,
             "support": int(support.numel()), "first_token_support": int((joint.sum(1) > 0).sum())}
+
+
+def sglang_large_vocab_check(engine, model, prompt: list[int], setting: dict, n: int, max_new_tokens: int = 8) -> dict:
+    """large_vocab_sampling_check of n seeded requests through an SGLang engine (sampling_seed = index),
+    plus "draws": the keyed draws that could have leaked (each request's first token and one bonus or
+    residual token per verify step)."""
+    outs = engine.generate(input_ids=[prompt] * n, sampling_params=[
+        {**setting, "max_new_tokens": max_new_tokens, "ignore_eos": True, "sampling_seed": i} for i in range(n)])
+    result = large_vocab_sampling_check(model, prompt, setting, [o["output_ids"] for o in outs])
+    result["draws"] = n + sum(o["meta_info"]["spec_verify_ct"] for o in outs)
+    return result
