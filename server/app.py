@@ -12,6 +12,7 @@ from .backends.base import Backend
 from .errors import install_error_handlers
 from .limits import Admission, BodySizeLimit
 from .metrics import Metrics
+from .outcomes import RequestCounter
 from .routes import native, openai, ops
 from .settings import GatewaySettings
 from .sse import ClientDisconnected
@@ -41,6 +42,7 @@ def create_app(settings: GatewaySettings, backend: Backend | None = None) -> Fas
         return Response(status_code=499)  # nobody reads it; the access log shows why the request ended
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestCounter, metrics=app.state.gateway.metrics)  # outermost: it sees every status
     app.include_router(openai.router)
     app.include_router(native.router)
     app.include_router(ops.router)

@@ -2,7 +2,8 @@
 
 `events()` merges the sequences' deltas in arrival order (for streaming); `run()` waits for all
 of them. Leaving either early (client gone, error, shutdown) aborts every unfinished
-sequence in the backend, because each runs inside `async with backend.generate(...)`.
+sequence in the backend, because each runs inside `async with backend.generate(...)`;
+finished ones are left to close their streams, and both are waited for.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from .backends.base import BackendError, GenRequest
+from .backends.base import BackendError, GenRequest, wait_shielded
 from .detok import TextAssembler
 from .logprobs import TokenLogprob
 from .state import GatewayState
@@ -57,6 +58,8 @@ class Generation:
         self.results = {s.index: SeqResult(s.index) for s in specs}
         self._queue: asyncio.Queue = asyncio.Queue()
         self._first_token_seen = False
+        self._started: set[int] = set()  # sequences handed to the backend
+        self._failed = False  # a sequence failed: the request is an error, its unfinished siblings are not aborts
 
     @property
     def num_finished(self) -> int:
@@ -70,15 +73,21 @@ class Generation:
             while remaining:
                 item = await self._queue.get()
                 if isinstance(item, BaseException):
+                    self._failed = isinstance(item, BackendError)
                     raise item
                 yield item
                 remaining -= item.finish_reason is not None
         finally:
             self.state.inflight.discard(self._queue)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            self._account()
+            for spec, t in zip(self.specs, tasks):
+                # A finished sequence may still be closing its stream; cancelling that close leaked its
+                # connection to SGLang (issue 24). Only unfinished ones are stopped.
+                if self.results[spec.index].finish_reason is None:
+                    t.cancel()
+            try:  # even if we are cancelled meanwhile: every task's stream is closed before we return
+                await wait_shielded(asyncio.gather(*tasks, return_exceptions=True))
+            finally:
+                self._account()
 
     async def run(self) -> list[SeqResult]:
         async for _ in self.events():
@@ -86,6 +95,7 @@ class Generation:
         return [self.results[s.index] for s in self.specs]
 
     async def _run_one(self, spec: SeqSpec) -> None:
+        self._started.add(spec.index)
         try:
             text = TextAssembler(self.tokenizer, spec.stop, spec.skip_special_tokens)
             result = self.results[spec.index]
@@ -136,7 +146,8 @@ class Generation:
         for r in self.results.values():
             m.generation_tokens.inc(len(r.token_ids))
             if r.finish_reason is None:
-                m.aborted.inc()
+                if r.index in self._started and not self._failed:
+                    m.aborted.inc()  # started, then stopped: client gone or shutdown (failures count by status)
             else:
                 m.observe_sequence(r.stats)
                 live.on_sequence_done(r.stats)

@@ -13,11 +13,11 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.
 class Metrics:
     def __init__(self, max_block_size: int = 64):
         r = self.registry = CollectorRegistry()
-        self.requests = Counter("orthrus_requests", "HTTP generation requests by route and status",
+        self.requests = Counter("orthrus_requests", "API requests by route and outcome status (499: the client "
+                                "left first; a stream that fails after it started: its error's status)",
                                 ["route", "status"], registry=r)
-        self.rejected = Counter("orthrus_requests_rejected", "Requests refused before generation",
-                                ["reason"], registry=r)
-        self.aborted = Counter("orthrus_requests_aborted", "Sequences aborted in the backend (client gone, shutdown)",
+        self.aborted = Counter("orthrus_requests_aborted", "Sequences started, then stopped before they finished "
+                               "(client gone, shutdown); refused and failed requests count by status",
                                registry=r)
         self.prompt_tokens = Counter("orthrus_prompt_tokens", "Prompt tokens", registry=r)
         self.generation_tokens = Counter("orthrus_generation_tokens", "Generated tokens", registry=r)

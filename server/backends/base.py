@@ -6,12 +6,13 @@ only runs sequences. Closing a stream before it finishes aborts the sequence in 
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..logprobs import LogprobSpec, TokenLogprob
+from ..logprobs import LogprobRequest, TokenLogprob
 from ..stats import OrthrusStats
 
 
@@ -27,7 +28,7 @@ class GenRequest:
     stop_token_ids: tuple[int, ...] = ()
     ignore_eos: bool = False
     ar_only: bool = False
-    logprobs: LogprobSpec | None = None  # report logprobs (of every token, and of the prompt when asked)
+    logprobs: LogprobRequest | None = None  # report logprobs (of every token, and of the prompt when asked)
 
 
 @dataclass
@@ -111,3 +112,17 @@ class Backend(ABC):
     def load(self) -> tuple[int, int]:
         """(running, waiting) sequences inside the backend, for metrics; cheap, never blocks."""
         return 0, 0
+
+
+async def wait_shielded(fut: asyncio.Future):
+    """Await `fut` to its end even through cancellations (for bounded cleanup such as closing a stream: a
+    cancel landing half-way leaks the connection), then re-raise the cancellation if one came."""
+    cancelled = False
+    while not fut.done():
+        try:
+            await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            cancelled = cancelled or not fut.cancelled()  # ours, not fut's own
+    if cancelled:
+        raise asyncio.CancelledError
+    return fut.result()

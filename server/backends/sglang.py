@@ -16,10 +16,11 @@ from pathlib import Path
 
 import httpx
 
-from ..logprobs import LogprobSpec, TokenLogprob
+from ..logprobs import LogprobRequest, TokenLogprob
 from ..settings import GatewaySettings
 from ..stats import OrthrusStats
-from .base import Backend, BackendError, BackendUnavailable, GenChunk, GenRequest, GenStream, Health, ModelInfo
+from .base import (Backend, BackendError, BackendUnavailable, GenChunk, GenRequest, GenStream, Health, ModelInfo,
+                   wait_shielded)
 
 log = logging.getLogger("orthrus.gateway")
 
@@ -67,6 +68,7 @@ class _SGLangStream(GenStream):
         self._rid = uuid.uuid4().hex
         self._gen: AsyncIterator[GenChunk] | None = None
         self._finished = False
+        self._closing: asyncio.Future | None = None
 
     def __aiter__(self) -> AsyncIterator[GenChunk]:
         self._gen = self._chunks()
@@ -76,6 +78,7 @@ class _SGLangStream(GenStream):
         b = self._backend
         payload = {"input_ids": self._req.prompt_ids, "sampling_params": sglang_sampling_params(self._req),
                    "stream": True, "rid": self._rid, **sglang_logprob_fields(self._req)}
+        final = None
         try:
             async with b.client.stream("POST", "/generate", json=payload) as resp:
                 if resp.status_code != 200:
@@ -86,31 +89,32 @@ class _SGLangStream(GenStream):
                     raise BackendError(status, f"SGLang rejected the request: {msg}")
                 received = 0
                 async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
+                    data = line[5:].strip() if line.startswith("data:") else ""
+                    if final is not None or data in ("", "[DONE]"):
+                        continue  # read on to the end of the body: only a fully read response keeps its connection
                     chunk, received = self._parse(json.loads(data), received, b.block_size, self._req.logprobs)
                     if chunk.finish_reason is not None:
-                        self._finished = True
-                    yield chunk
-                    if self._finished:
-                        return
+                        final = chunk  # held until the body ends (just after [DONE]), so the connection is reused
+                    else:
+                        yield chunk
         except BackendError:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout) as e:
             raise BackendUnavailable(f"SGLang at {b.url} is unreachable ({type(e).__name__}).")
         except httpx.HTTPError as e:
-            raise BackendError(502, f"Lost the connection to SGLang mid-request ({type(e).__name__}).")
+            if final is None:  # cut after its last chunk, the request still finished
+                raise BackendError(502, f"Lost the connection to SGLang mid-request ({type(e).__name__}).")
         except Exception as e:  # transport bugs (seen: anyio on a socket that just died), bad JSON: a bad gateway
             log.warning("SGLang request failed", exc_info=e)
             raise BackendError(502, f"The request to SGLang failed ({type(e).__name__}).")
-        raise BackendError(502, "SGLang ended the stream before the request finished.")
+        if final is None:
+            raise BackendError(502, "SGLang ended the stream before the request finished.")
+        self._finished = True
+        yield final
 
     @staticmethod
     def _parse(obj: dict, received: int, block_size: int | None,
-               spec: LogprobSpec | None = None) -> tuple[GenChunk, int]:
+               spec: LogprobRequest | None = None) -> tuple[GenChunk, int]:
         if "error" in obj:
             raise BackendError(502, f"SGLang reported an error: {error_message(json.dumps(obj).encode(), 500)}")
         ids, meta = obj.get("output_ids") or [], obj.get("meta_info") or {}
@@ -130,6 +134,13 @@ class _SGLangStream(GenStream):
         return chunk, received + len(new)
 
     async def aclose(self) -> None:
+        # The close runs in its own task: a cancel landing mid-close (client gone, shutdown) used to stop
+        # httpcore half-way, leaving the connection neither closed nor back in the pool (issue 24).
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await wait_shielded(self._closing)
+
+    async def _close(self) -> None:
         if self._gen is not None:
             try:
                 await self._gen.aclose()  # closes the HTTP stream: SGLang aborts on disconnect
@@ -244,7 +255,7 @@ class SGLangBackend(Backend):
         return _SGLangStream(self, req)
 
 
-def sglang_logprobs(meta: dict, spec: LogprobSpec, skip: int, count: int):
+def sglang_logprobs(meta: dict, spec: LogprobRequest, skip: int, count: int):
     """(the new tokens' logprobs, the prompt's) from SGLang's meta_info: [logprob, id, text] triples."""
     def positions(prefix: str, lo: int, hi: int | None) -> list[TokenLogprob]:
         values = meta.get(f"{prefix}_token_logprobs") or []

@@ -34,6 +34,7 @@ def assert_engine_stopped(server, aborted_before: int) -> None:
     assert server.worker.num_steps == steps  # nothing is being decoded any more
     metrics = httpx.get(server.url + "/metrics", timeout=10).text
     assert "orthrus_requests_aborted_total 1.0" in metrics
+    assert 'orthrus_requests_total{route="completions",status="499"} 1.0' in metrics  # the client left first
 
 
 def test_stream_disconnect_aborts_in_engine(slow):

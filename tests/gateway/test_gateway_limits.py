@@ -51,7 +51,7 @@ def test_full_slots_and_queue_give_429_then_all_admitted_finish(limited):
         gate.opened.set()
         assert first.result().status_code == 200 and second.result().status_code == 200
     metrics = httpx.get(server.url + "/metrics", timeout=30).text
-    assert 'orthrus_requests_rejected_total{reason="overloaded"} 2.0' in metrics
+    assert 'orthrus_requests_total{route="completions",status="429"} 2.0' in metrics
     assert server.state.admission.active == 0
 
 

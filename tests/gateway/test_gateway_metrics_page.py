@@ -6,6 +6,7 @@ is rendered by a real headless Chromium: a screenshot is written and the DOM is 
 """
 
 import asyncio
+import json
 import os
 import shutil
 import struct
@@ -26,7 +27,7 @@ MAX_TOKENS = 40
 @pytest.fixture(scope="module")
 def busy(tiny_ckpt):
     from orthrus_sglang.ref.engine import Engine
-    from server.backends.embedded import EmbeddedBackend
+    from orthrus_server.backends.embedded import EmbeddedBackend
 
     s = settings(tiny_ckpt)
     engine = Engine(tiny_ckpt, max_batch_size=8)
@@ -116,3 +117,30 @@ def test_live_page_in_headless_chromium(busy, tmp_path):
     assert '<span id="status" class="">live</span>' in dom
     if os.environ.get("GATEWAY_PAGE_SCREENSHOT"):  # keep the picture where a human can look at it
         Path(os.environ["GATEWAY_PAGE_SCREENSHOT"]).write_bytes(shot.read_bytes())
+
+
+def test_every_request_counted_once_by_status(busy):
+    """One scheme, orthrus_requests_total{route, status}, for answers and refusals alike: 400, 404 (a model, a
+    path), 413 (answered by the body-size limit itself) and 200s. Refused requests abort nothing."""
+    server, _ = busy  # last in the module: it adds a sequence, which the page tests count
+    before = samples(httpx.get(server.url + "/metrics", timeout=10).text)
+    chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    sent = [("/v1/chat/completions", b"{not json", 400), ("/v1/completions", b'{"prompt": "x", "max_tokens": -1}', 400),
+            ("/v1/chat/completions", json.dumps({**chat, "model": "nope"}).encode(), 404),
+            ("/v1/completions", b"x" * (server.state.settings.max_body_bytes + 1), 413),
+            ("/v1/chat/completions", json.dumps(chat).encode(), 200), ("/no/such/path", b"{}", 404)]
+    for path, body, status in sent:
+        r = httpx.post(server.url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+        assert r.status_code == status, (path, r.text)
+    assert httpx.get(server.url + "/v1/models/nope", timeout=10).status_code == 404
+    after = samples(httpx.get(server.url + "/metrics", timeout=10).text)
+
+    def delta(route: str, status: int) -> float:
+        key = ("orthrus_requests_total", (("route", route), ("status", str(status))))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert [delta("chat", 400), delta("completions", 400), delta("chat", 404), delta("completions", 413),
+            delta("chat", 200), delta("other", 404), delta("models", 404)] == [1, 1, 1, 1, 1, 1, 1]
+    total = sum(v for (name, _), v in after.items() if name == "orthrus_requests_total")
+    assert total - sum(v for (name, _), v in before.items() if name == "orthrus_requests_total") == len(sent) + 1
+    assert after[("orthrus_requests_aborted_total", ())] == before[("orthrus_requests_aborted_total", ())]

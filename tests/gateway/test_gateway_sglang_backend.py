@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 from gateway_helpers import LiveServer, free_port, python_process, settings, sse_events, stop_process, wait_http
+from prometheus_client.parser import text_string_to_metric_families
 
 from orthrus_sglang import SamplingParams
 
@@ -105,6 +106,7 @@ def test_sglang_down_gives_503_and_recovers_without_restart(sglang):
     standin, gw = sglang
     chat = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
     assert httpx.post(gw.url + "/v1/chat/completions", json=chat, timeout=30).status_code == 200
+    before = metrics(gw)
     standin.stop()
     try:
         for stream in (False, True):
@@ -114,6 +116,10 @@ def test_sglang_down_gives_503_and_recovers_without_restart(sglang):
             assert "unreachable" in r.json()["error"]["message"]
         h = httpx.get(gw.url + "/health", timeout=30)
         assert h.status_code == 503 and "unreachable" in h.json()["detail"]
+        # Refused, not aborted: those sequences never ran (issue 24: each one counted as an abort).
+        after = metrics(gw)
+        assert delta(after, before, "orthrus_requests_total", route="chat", status="503") == 2
+        assert delta(after, before, "orthrus_requests_aborted_total") == 0
     finally:
         standin.start()
     assert httpx.get(gw.url + "/health", timeout=30).status_code == 200
@@ -123,6 +129,7 @@ def test_sglang_down_gives_503_and_recovers_without_restart(sglang):
 def test_sglang_crash_mid_stream_ends_with_an_error_event(sglang):
     standin, gw = sglang
     body = {"prompt": PROMPT, "max_tokens": 400, "ignore_eos": True, "stream": True}
+    before = metrics(gw)
     try:
         with httpx.stream("POST", gw.url + "/v1/completions", json=body, timeout=30) as r:
             lines = r.iter_lines()
@@ -132,9 +139,25 @@ def test_sglang_crash_mid_stream_ends_with_an_error_event(sglang):
         assert events[-1] == "[DONE]"
         assert events[-2]["error"]["code"] == "backend_error"
         assert "SGLang" in events[-2]["error"]["message"]
+        # Counted by how it ended (its error's status), though its status line said 200; a failure, not an abort.
+        after = metrics(gw)
+        assert delta(after, before, "orthrus_requests_total", route="completions", status="502") == 1
+        assert delta(after, before, "orthrus_requests_total", route="completions", status="200") == 0
+        assert delta(after, before, "orthrus_requests_aborted_total") == 0
     finally:
         standin.stop()
         standin.start()
+
+
+def metrics(gw) -> dict:
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text)
+            for s in f.samples}
+
+
+def delta(after: dict, before: dict, name: str, **labels) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 def test_gateway_started_while_sglang_is_down(tiny_ckpt):
