@@ -54,7 +54,7 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> d
     wall = time.perf_counter() - start
     hist = [0] * 64
     for o in outs:
-        for n, c in enumerate(o["meta_info"].get("spec_accept_histogram") or []):
+        for n, c in enumerate(o["meta_info"].get("spec_correct_drafts_histogram") or []):
             hist[n] += c
     hist = hist[: max((n + 1 for n, c in enumerate(hist) if c), default=0)]
     steps = sum(hist)

@@ -1,32 +1,44 @@
 #!/usr/bin/env bash
-# Install real SGLang 0.5.17 into the CURRENT Python environment of a CPU-only machine, for the
-# CI tests of our SGLang plugin (tests/sgl/). See shared/sglang/CPU.md for why each step is needed.
+# Install real SGLang (default 0.5.17; SGLANG_VERSION=0.5.23 for the newest verified release) into
+# the CURRENT Python environment of a CPU-only machine, for the CI tests of our SGLang plugin
+# (tests/sgl/). docs/design.md ("SGLang on a CPU machine") says why each step is needed.
 #
-#   1. torch==2.11.0 + torchvision==0.26.0 from PyPI (CUDA 13 build, but it runs on CPU; it keeps
-#      sglang 0.5.17's exact torch pin);
-#   2. sglang==0.5.17 --no-deps (its wheel lists CUDA-only packages as core requirements and has
-#      no CPU extra);
+#   1. torch + torchvision from PyPI at the versions this SGLang pins (CUDA builds, but they run
+#      on CPU; TORCH_PINS below);
+#   2. sglang==$SGLANG_VERSION --no-deps (its wheel lists CUDA-only packages as core requirements
+#      and has no CPU extra);
 #   3. sglang's own core requirements, read from the installed wheel's METADATA (Requires-Dist
 #      lines without an `extra ==` marker whose environment marker holds here), minus the
 #      CUDA-only packages in CUDA_ONLY below;
 #   4. the pure-Python `sgl_kernel` stand-in from ci/sgl_kernel_cpu (sgl_kernel has no CPU build).
 #
 # Idempotent: each step is skipped when what it installs is already there, so a second run takes
-# seconds. Use: bash scripts/install_sglang_cpu.sh   (PYTHON=/path/to/python to pick another one)
+# seconds. Use:
+#   bash scripts/install_sglang_cpu.sh                              # 0.5.17 into `python`
+#   SGLANG_VERSION=0.5.23 PYTHON=/tmp/venv523/bin/python bash scripts/install_sglang_cpu.sh
 set -euo pipefail
 
 PYTHON=${PYTHON:-python}
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHIM_DIR="$ROOT/ci/sgl_kernel_cpu"
 
-SGLANG_VERSION=0.5.17
-TORCH_PINS=(torch==2.11.0 torchvision==0.26.0)
-# sglang 0.5.17 core requirements that are CUDA-only (or only used by CUDA/multimodal paths) and
-# are not installed on CPU. Names are compared after PEP 503 normalisation.
+SGLANG_VERSION=${SGLANG_VERSION:-0.5.17}
+# torch is pinned exactly by each sglang wheel; torchvision is the release built for that torch.
+case "$SGLANG_VERSION" in
+  0.5.17) TORCH_PINS=(torch==2.11.0 torchvision==0.26.0) ;;
+  0.5.23) TORCH_PINS=(torch==2.14.1 torchvision==0.29.1) ;;
+  *) echo "[install_sglang_cpu] SGLANG_VERSION=$SGLANG_VERSION: no torch pins known; add a line" \
+          "to TORCH_PINS here (its wheel's Requires-Dist torch== and the matching torchvision)" >&2
+     exit 2 ;;
+esac
+# sglang core requirements that are CUDA-only (or only used by CUDA/multimodal paths) and are not
+# installed on CPU: the union over the versions above (a name a version does not list is a no-op).
+# Names are compared after PEP 503 normalisation.
 CUDA_ONLY=(
   cuda-python flash-attn-4 flashinfer_python helion humming-kernels nvidia-cutlass-dsl
   nvidia-mathdx quack-kernels sgl-deep-gemm sglang-kernel tilelang tokenspeed_mla
   torch_memory_saver torchaudio torchcodec timm apache-tvm-ffi
+  nvshmem4py-cu13 sgl-deep-ep sgl-flash-mla  # 0.5.23
 )
 
 PIP=("$PYTHON" -m pip install --disable-pip-version-check)
@@ -115,7 +127,7 @@ else
   log "3/4 installing sglang's CPU requirements (${#REQS[@]}; excluded as CUDA-only: ${CUDA_ONLY[*]}):"
   printf '      %s\n' "${REQS[@]}"
   "${PIP[@]}" "${REQS[@]}"
-  # pip may print "sglang 0.5.17 requires flashinfer_python..., which is not installed": expected.
+  # pip may print "sglang X requires flashinfer_python..., which is not installed": expected.
 fi
 
 # 4. the sgl_kernel stand-in ---------------------------------------------------------------

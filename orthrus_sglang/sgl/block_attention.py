@@ -6,8 +6,8 @@ all of them (non-causal), the verify pass causally (block row i sees ``0..L+i``)
 
 Why our own kernel: SGLang's attention backends plan on the host from exact sequence lengths
 (flashinfer's plan reads ``seq_lens_cpu``), so the scheduler must wait for step k's accept before
-it can prepare step k+1, and the GPU idles for the whole host-side preparation (PEERS.md, H200
-profile: 4-5 ms of every step). This kernel reads the lengths on the device and sizes its grid
+it can prepare step k+1, and the GPU idles for the whole host-side preparation (docs/results.md,
+the H200 profile: 4-5 ms of every step). This kernel reads the lengths on the device and sizes its grid
 from the batch size alone, so a captured CUDA graph needs no host metadata at all and the host
 may run a full step ahead, as it does for plain AR decoding.
 

@@ -10,7 +10,8 @@ an upper bound the host already knows, and the device lengths stay exact.
 from __future__ import annotations
 
 import torch
-from sglang.srt.managers.overlap_utils import FutureMap
+
+from .compat import FutureMap, wait_for_published_lens
 
 
 class OrthrusFutureMap(FutureMap):
@@ -18,13 +19,11 @@ class OrthrusFutureMap(FutureMap):
         super().__init__(*args, **kwargs)
         self.block_size = block_size
 
-    def resolve_seq_lens_cpu(self, batch) -> None:
+    def resolve_seq_lens_cpu(self, batch, **kwargs) -> None:
         draft_input = batch.spec_info
         if not self.needs_cpu_seq_lens or draft_input is None or draft_input.future_indices is None:
-            return super().resolve_seq_lens_cpu(batch)
-        if self.publish_ready is not None:
-            self._publish_fresh = False
-            self.publish_ready.wait()  # the device-side gather below waits for step k; the host does not
+            return super().resolve_seq_lens_cpu(batch, **kwargs)
+        wait_for_published_lens(self)  # the device-side gather below waits for step k; the host does not
         batch.seq_lens = self.new_seq_lens_buf[draft_input.future_indices]
         # The step writes its block at L..L+B-1, which the scheduler has allocated, so
         # L <= kv_allocated_len - B. Only attention planning reads this, and our kernels do not.

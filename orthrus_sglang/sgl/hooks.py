@@ -5,18 +5,19 @@ SGLang's sampler keyed by the request's seed, as every later token is (seeded_sa
 whose sampling parameters ORTHRUS cannot honour exactly are refused with a 400 naming the
 parameter (refuse_unexact_sampling), instead of being decoded from another distribution.
 
-SGLang 0.5.17's ``DecodeCudaGraphRunner.get_spec_info`` builds the verify input used while
+SGLang's decode graph runner (compat.CAPTURE_SPEC_INFO_TARGET) builds the verify input used while
 capturing TARGET_VERIFY graphs only for its built-in algorithms and returns None for a plugin
-algorithm. Backends that read ``spec_info.draft_token_num`` at capture time (triton's
-deterministic/unified path, flashinfer's planner) then fail. For ORTHRUS we return what DFlash
-gets: a linear verify input of the captured width with no custom mask (the block is a chain).
+algorithm.
+Backends that read ``spec_info.draft_token_num`` at capture time (triton's deterministic/unified
+path, flashinfer's planner) then fail, and the model would not know where to write its drafts.
+For ORTHRUS we return our chain verify input of the captured width, carrying the worker's
+static step buffers, so the captured graph writes the drafts where the worker reads them.
 """
 
 from __future__ import annotations
 
-TARGET = "sglang.srt.model_executor.runner.decode_cuda_graph_runner.DecodeCudaGraphRunner.get_spec_info"
-SAMPLE_TARGET = "sglang.srt.layers.sampler.Sampler._sample_from_probs"
-REQUEST_TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._create_tokenized_object"
+from . import compat
+
 _registered = False
 
 
@@ -24,11 +25,10 @@ def capture_spec_info(result, runner, num_tokens, *args, **kwargs):
     """AFTER hook: fill in the capture-time verify input SGLang leaves empty for ORTHRUS."""
     if result is not None or getattr(runner.model_runner.spec_algorithm, "name", None) != "ORTHRUS":
         return result
-    from sglang.srt.model_executor.forward_batch_info import CaptureHiddenMode
-    from sglang.srt.speculative.dflash_info import DFlashVerifyInput
+    from . import step_buffers
+    from .step_info import OrthrusVerifyInput
 
-    return DFlashVerifyInput(draft_token=None, positions=None, draft_token_num=runner.captured_req_width,
-                             custom_mask=None, capture_hidden_mode=CaptureHiddenMode.NULL)
+    return OrthrusVerifyInput(None, None, runner.captured_req_width, step_buffers.for_runner(runner.model_runner))
 
 
 def seeded_sample(original, sampler, probs, sampling_info, positions, simple_sampling_case):
@@ -46,7 +46,7 @@ def seeded_sample(original, sampler, probs, sampling_info, positions, simple_sam
     # probs are already softmax(logits / T): filter them (log, temperature 1) exactly as accept does.
     filtered = filtered_probs(probs.log().unsqueeze(1), ones, rows.top_k, rows.top_p, rows.min_p, rows.bound)
     tokens = sample_keyed(filtered, row_keys(rows.seeds, positions.to(torch.int64).view(bs, 1), STREAM_TOKEN))
-    return torch.where(rows.greedy, probs.argmax(dim=-1), tokens.view(bs)).to(torch.int32)
+    return compat.sampler_result(torch.where(rows.greedy, probs.argmax(dim=-1), tokens.view(bs)).to(torch.int32))
 
 
 # Sampling parameters ORTHRUS cannot apply exactly -> the value that means "off". SGLang applies
@@ -81,9 +81,8 @@ def register_hooks() -> None:
     global _registered
     if _registered:
         return
-    from sglang.srt.plugins.hook_registry import HookRegistry, HookType
-
-    HookRegistry.register(TARGET, capture_spec_info, HookType.AFTER)
-    HookRegistry.register(SAMPLE_TARGET, seeded_sample, HookType.AROUND)
-    HookRegistry.register(REQUEST_TARGET, refuse_unexact_sampling, HookType.AFTER)
+    hooks, kind = compat.HookRegistry, compat.HookType
+    hooks.register(compat.CAPTURE_SPEC_INFO_TARGET, capture_spec_info, kind.AFTER)
+    hooks.register(compat.SAMPLE_FROM_PROBS_TARGET, seeded_sample, kind.AROUND)
+    hooks.register(compat.CREATE_TOKENIZED_OBJECT_TARGET, refuse_unexact_sampling, kind.AFTER)
     _registered = True

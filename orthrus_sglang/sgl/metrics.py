@@ -51,8 +51,8 @@ class OrthrusMetrics:
 
 def _tp_rank() -> int:
     try:
-        from sglang.srt.distributed import get_tensor_model_parallel_rank
+        from .compat import tensor_parallel_rank
 
-        return get_tensor_model_parallel_rank()
+        return tensor_parallel_rank()
     except Exception:  # no TP group (a unit test, or before SGLang's distributed init): a single rank
         return 0

@@ -5,7 +5,7 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   ``block_attention`` (device-only metadata, so the host never waits for a step before
   preparing the next). 0 falls back to the server's attention backend.
 - ``ORTHRUS_FP8_DRAFTS`` (default 0): the draft pass reads fp8 copies of the MLP, diffusion
-  attention and lm_head weights (see fp8_draft.py). Lossless: only the verify pass decides tokens.
+  attention and lm_head weights (see orthrus_sglang/fp8.py). Lossless: only the verify pass decides tokens.
 - ``ORTHRUS_DEFAULT_BLOCK_SIZE`` (default 16): block size when ``--speculative-num-draft-tokens``
   is not given (capped at the checkpoint's ``block_size``).
 """
@@ -31,9 +31,9 @@ def _flag(name: str, default: bool) -> bool:
 
 def _server_args():
     try:
-        from sglang.srt.server_args import get_global_server_args
+        from .compat import effective_server_args
 
-        return get_global_server_args()
+        return effective_server_args()
     except Exception:  # no runtime context in this process (unit tests, tools)
         return None
 

@@ -1,4 +1,4 @@
-"""Entry point of the ``sglang.srt.plugins`` group: SGLang calls ``register()`` in every process.
+"""Entry point of SGLang's plugin group (pyproject.toml): SGLang calls ``register()`` in every process.
 
 It runs before SGLang builds its server arguments, so the ``orthrus`` config must be known to
 transformers by then. Nothing here imports prometheus_client (SGLang sets up its
@@ -23,15 +23,13 @@ def register() -> None:
 
 
 def _register_algorithm() -> None:
-    from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
-    from sglang.srt.speculative.spec_registry import get_spec
-
+    from . import compat
     from .spec import OrthrusSpecAlgo, validate_orthrus_server_args
 
-    if get_spec(ALGORITHM) is not None:
+    if compat.registered_algorithm(ALGORITHM) is not None:
         return  # load_plugins ran before in this process
 
-    @SpeculativeAlgorithm.register(ALGORITHM, supports_overlap=True, spec_class=OrthrusSpecAlgo,
+    @compat.SpeculativeAlgorithm.register(ALGORITHM, supports_overlap=True, spec_class=OrthrusSpecAlgo,
                                    validate_server_args=validate_orthrus_server_args)
     def _worker_factory(server_args):
         from .worker import OrthrusWorker
@@ -40,7 +38,7 @@ def _register_algorithm() -> None:
 
 
 def _register_model() -> None:
-    from sglang.srt.models.registry import ModelRegistry
+    from .compat import ModelRegistry
 
     if "OrthrusLM" not in ModelRegistry.get_supported_archs():
         ModelRegistry.register(MODEL_PACKAGE, strict=True)

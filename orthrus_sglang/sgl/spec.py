@@ -1,26 +1,26 @@
-"""The ORTHRUS speculative algorithm's identity and server-argument rules (SGLang 0.5.17)."""
+"""The ORTHRUS speculative algorithm's identity and server-argument rules."""
 
 from __future__ import annotations
 
 import logging
 
-from sglang.srt.speculative.spec_info import CustomSpecAlgo
-
+from . import compat
 from .options import default_block_size
 
 logger = logging.getLogger(__name__)
 
 # Backends validated with ORTHRUS: triton and flashinfer on the GPU host (CUDA graphs, overlap;
 # tests/gpu (e) checks flashinfer's non-causal diffusion pass draft for draft against the reference)
-# and torch_native, SGLang's CPU path. fa3/fa4 should honour ENCODER_ONLY the same way (DESIGN.md
-# §3.2) but have not run here (the GPU host's sgl-kernel has no FA3): refused until a test says otherwise.
+# and torch_native, SGLang's CPU path. fa3/fa4 should honour ENCODER_ONLY the same way
+# (docs/design.md) but have not run here (the GPU host's sgl-kernel has no FA3): refused until a test
+# says otherwise.
 SUPPORTED_ATTENTION_BACKENDS = ("triton", "flashinfer", "torch_native")
 
 
-class OrthrusSpecAlgo(CustomSpecAlgo):
+class OrthrusSpecAlgo(compat.CustomSpecAlgo):
     """Draft and verify live in the target model: no draft model, no draft KV."""
 
-    # 0.5.17's CustomSpecAlgo lacks these three; the scheduler calls them for every algorithm.
+    # CustomSpecAlgo (0.5.17, 0.5.23) lacks these three; the scheduler calls them for every algorithm.
     def need_topk(self) -> bool:
         return False
 
@@ -28,25 +28,22 @@ class OrthrusSpecAlgo(CustomSpecAlgo):
         return False
 
     def create_future_map(self, device, req_to_token_pool, needs_cpu_seq_lens=True, needs_confidence_relay=False):
-        from sglang.srt.managers.overlap_utils import FutureMap
-        from sglang.srt.server_args import get_global_server_args
-
         from .options import use_block_attention
 
-        block_size = use_block_attention() and get_global_server_args().speculative_num_draft_tokens
+        block_size = use_block_attention() and compat.effective_server_args().speculative_num_draft_tokens
         if block_size:  # block_attention reads no host lengths: no host wait per step (future_map.py)
             from .future_map import OrthrusFutureMap
 
             return OrthrusFutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay,
                                     block_size=int(block_size))
-        return FutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay)
+        return compat.FutureMap(device, self, req_to_token_pool, needs_cpu_seq_lens, needs_confidence_relay)
 
     def has_draft_kv(self) -> bool:
         return False
 
     def handle_server_args(self, server_args) -> None:
         """Runs after validate_orthrus_server_args, in the main process, before any worker starts."""
-        block_size = server_args.get_model_config().hf_config.block_size
+        block_size = compat.checkpoint_hf_config(server_args).block_size
         if server_args.speculative_num_draft_tokens is None:
             # B=16 beat the released checkpoints' B=32 at every concurrency measured (bench/README.md).
             server_args.speculative_num_draft_tokens = default_block_size(block_size)
@@ -67,22 +64,18 @@ class OrthrusSpecAlgo(CustomSpecAlgo):
 
 
 def _attention_backends(server_args) -> set[str]:
-    from sglang.srt.arg_groups.overrides import attention_backends_of, resolved_view
-
-    return {b for b in attention_backends_of(resolved_view(server_args)) if b}
+    return {b for b in compat.attention_backends_of(compat.resolved_view(server_args)) if b}
 
 
 def validate_orthrus_server_args(server_args) -> None:
     """Refuse, at startup and with the flag's name, everything ORTHRUS cannot honour."""
-    from sglang.srt.arg_groups.overrides import resolved_view
-
     problems = []
     if server_args.speculative_draft_model_path is not None:
         problems.append("--speculative-draft-model-path: ORTHRUS drafts with the model's own diffusion view; "
                         "there is no draft model to load")
     if server_args.speculative_num_draft_tokens is not None and int(server_args.speculative_num_draft_tokens) < 2:
         problems.append("--speculative-num-draft-tokens must be >= 2 (the block: last token + drafts)")
-    if resolved_view(server_args).enable_dp_attention:
+    if compat.resolved_view(server_args).enable_dp_attention:
         problems.append("--enable-dp-attention is not supported")
     if server_args.pp_size != 1:
         problems.append("--pp-size > 1 is not supported")

@@ -2,8 +2,8 @@
 
 Draft and verify run inside ONE target-model forward in TARGET_VERIFY (see models/orthrus.py);
 this worker prepares the block, calls that forward, accepts, and hands SGLang's spec-v2
-scheduler the committed tokens in DFlash's result layout (reusing DFlash's verify input and
-draft-input relay, so overlap scheduling, KV over-allocation and radix bookkeeping are
+scheduler the committed tokens in its spec-v2 result layout (step_info.py: our verify input and
+the draft input it relays, so overlap scheduling, KV over-allocation and radix bookkeeping are
 SGLang's own). Prefill is the target worker's plain AR extend.
 """
 
@@ -14,29 +14,14 @@ import secrets
 
 import torch
 
-from sglang.srt.layers.logprob_processor import compute_spec_v2_logprobs
-from sglang.srt.managers.utils import GenerationBatchResult
-from sglang.srt.model_executor.forward_batch_info import CaptureHiddenMode
-from sglang.srt.speculative.base_spec_worker import BaseSpecWorker
-from sglang.srt.speculative.dflash_info import DFlashVerifyInput
-from sglang.srt.speculative.dflash_info_v2 import DFlashDraftInputV2
-from sglang.srt.speculative.dflash_utils import (
-    apply_dflash_simulated_acceptance,
-    apply_dflash_verify_logits_adjustments,
-)
-from sglang.srt.speculative.draft_worker_common import make_draft_input_v2
-from sglang.srt.speculative.spec_utils import (
-    SIMULATE_ACC_LEN,
-    SIMULATE_ACC_METHOD,
-    SIMULATE_ACC_TOKEN_MODE,
-    GrammarTree,
-    build_grammar_vocab_mask,
-)
-
-from ..accept import DraftDist, RowSampling, accept_block, greedy_accept
+from .. import step
+from ..accept import DraftDist, RowSampling, greedy_accept
 from ..sampling import candidate_bound
-from .draft_sampling import DraftSampling
+from . import compat, step_buffers, verify_logits
 from .metrics import OrthrusMetrics
+from .pinned_acceptance import pin_commit_length
+from .step_buffers import StepBuffers
+from .step_info import OrthrusDraftInput, OrthrusVerifyInput
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +41,7 @@ class _NoDraftWorker:
     graph_memory_usage: dict = {}
     graph_time_usage: dict = {}
     weight_load_time = 0.0
+    preloaded_weights_bytes = 0  # read by SGLang 0.5.23+
 
     def alloc_memory_pool(self, **kwargs):
         pass
@@ -67,50 +53,44 @@ class _NoDraftWorker:
         pass
 
 
-class OrthrusWorker(BaseSpecWorker):
-    def __init__(self, server_args, gpu_id, ps, nccl_port, target_worker):
+class OrthrusWorker(compat.BaseSpecWorker):
+    # SGLang's scheduler builds the worker with keyword arguments (compat.py: 0.5.23 no longer passes ps).
+    def __init__(self, server_args, gpu_id, nccl_port, target_worker, ps=None):
         super().__init__()
         self.server_args = server_args
+        settings = compat.effective_server_args(server_args)
         self.ps = ps
         self._target_worker = target_worker
         self._draft_worker = _NoDraftWorker()
         self.model_runner = target_worker.model_runner
         self.model = self.model_runner.model
         self.device = self.model_runner.device
-        self.block_size = int(server_args.speculative_num_draft_tokens)
+        self.block_size = int(settings.speculative_num_draft_tokens)
         config = self.model_runner.model_config.hf_config
         self.mask_token_id = int(config.mask_token_id)
-        if not hasattr(self.model, "alloc_draft_buffer"):
+        if type(self.model).__name__ != "OrthrusLM":
             raise ValueError(f"ORTHRUS needs an Orthrus checkpoint (architecture OrthrusLM), got "
                              f"{type(self.model).__name__}: convert it with `orthrus convert`")
-        # Before any CUDA graph is captured: the graphs hold this buffer's address.
-        max_bs = self._max_batch_size()
-        self.model.alloc_draft_buffer(max_bs * max(self.block_size - 1, 1))
-        self._offsets = torch.arange(self.block_size, device=self.device)
-        self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
-        self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
-        self.metrics = OrthrusMetrics.create(server_args, self.block_size)
+        # Before any CUDA graph is captured: the graphs hold these buffers' addresses.
         # --speculative-use-rejection-sampling, as for EAGLE: sampled requests draft from the diffusion
         # distribution q (inside the captured step) and verify with full rejection sampling. Without
         # it drafts stay the diffusion argmax and sampled requests use target-only rejection
         # sampling. Both are exact.
-        self.draft_sampling = None
-        if getattr(server_args, "speculative_use_rejection_sampling", False):
-            self.draft_sampling = DraftSampling(max_bs, self.block_size, int(config.vocab_size), self.device)
-        self.model.orthrus_draft_sampling = self.draft_sampling
+        self.buffers = StepBuffers.allocate(
+            self._max_batch_size(settings), self.block_size, int(config.vocab_size), self.device,
+            sampled_drafts=bool(getattr(settings, "speculative_use_rejection_sampling", False)))
+        step_buffers.register(self.model_runner, self.buffers)  # for the capture-time verify input (hooks.py)
+        self._offsets = torch.arange(self.block_size, device=self.device)
+        self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
+        self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
+        self.metrics = OrthrusMetrics.create(settings, self.block_size)
         logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
 
-    def _max_batch_size(self) -> int:
-        sizes = [self.server_args.max_running_requests or 0, getattr(self.server_args, "cuda_graph_max_bs_decode", None) or 0]
+    def _max_batch_size(self, settings) -> int:
+        sizes = [settings.max_running_requests or 0, getattr(settings, "cuda_graph_max_bs_decode", None) or 0]
         runner = getattr(self.model_runner, "decode_cuda_graph_runner", None)
         sizes += list(getattr(runner, "capture_bs", None) or [])
-        try:
-            from sglang.srt.runtime_context import get_exec
-
-            graph = get_exec().graph.cuda_graph_config
-            sizes.append(graph.decode.max_bs if graph is not None else 0)
-        except Exception:  # the runtime context is not set up in every process that builds a worker
-            pass
+        sizes.append(compat.decode_graph_max_batch_size())
         return max(max(sizes), 1) + 16  # padding slack for graph replay
 
     # The scheduler treats the spec worker as its tp worker (memory pool, weight updates, ...):
@@ -125,16 +105,17 @@ class OrthrusWorker(BaseSpecWorker):
             self.metrics.observe(num_correct_drafts_per_req)
 
     # ---- one scheduler iteration ---------------------------------------------------------
-    def forward_batch_generation(self, batch, on_publish=None, grammar_barrier=None) -> GenerationBatchResult:
+    def forward_batch_generation(self, batch, on_publish=None, grammar_barrier=None, pp_proxy_tensors=None):
+        # pp_proxy_tensors: passed by 0.5.23's non-overlap path; always None (--pp-size > 1 is refused).
         if batch.forward_mode.is_extend() or batch.is_extend_in_batch:
             return self._prefill(batch, on_publish)
         if batch.spec_info is None:
-            batch.spec_info = DFlashDraftInputV2.create_idle_input(device=self.device)
+            batch.spec_info = OrthrusDraftInput.empty(self.device)
         if batch.forward_mode.is_idle():
             return self._idle(on_publish)
         return self._decode(batch, on_publish, grammar_barrier)
 
-    def _prefill(self, batch, on_publish) -> GenerationBatchResult:
+    def _prefill(self, batch, on_publish):
         if batch.sampling_info is not None:
             # The first token: SGLang's sampler draws it, keyed by the request's seed (hooks.seeded_sample).
             batch.sampling_info.orthrus_rows = self.row_sampling(batch)
@@ -142,20 +123,20 @@ class OrthrusWorker(BaseSpecWorker):
         out.new_seq_lens = batch.seq_lens  # spec-v2 convention: the committed length L, first token not in it
         if on_publish is not None:
             on_publish(out.new_seq_lens)
-        out.next_draft_input = make_draft_input_v2(bonus_tokens=out.next_token_ids, new_seq_lens=batch.seq_lens)
+        out.next_draft_input = OrthrusDraftInput(bonus_tokens=out.next_token_ids, new_seq_lens=batch.seq_lens)
         return out
 
-    def _idle(self, on_publish) -> GenerationBatchResult:
+    def _idle(self, on_publish):
         empty = torch.empty((0,), dtype=torch.int64, device=self.device)
-        draft_input = make_draft_input_v2(bonus_tokens=empty, new_seq_lens=empty)
+        draft_input = OrthrusDraftInput.empty(self.device)
         if on_publish is not None:
             on_publish(draft_input.new_seq_lens)
-        return GenerationBatchResult(logits_output=None, next_token_ids=empty,
-                                     accept_lens=torch.empty((0,), dtype=torch.int32, device=self.device),
-                                     next_draft_input=draft_input, can_run_cuda_graph=False,
-                                     speculative_num_draft_tokens=self.block_size, new_seq_lens=empty)
+        return compat.GenerationBatchResult(logits_output=None, next_token_ids=empty,
+                                            accept_lens=torch.empty((0,), dtype=torch.int32, device=self.device),
+                                            next_draft_input=draft_input, can_run_cuda_graph=False,
+                                            speculative_num_draft_tokens=self.block_size, new_seq_lens=empty)
 
-    def _decode(self, batch, on_publish, grammar_barrier) -> GenerationBatchResult:
+    def _decode(self, batch, on_publish, grammar_barrier):
         if batch.seq_lens.is_cuda:  # produced on another stream by the previous overlap iteration
             batch.seq_lens.record_stream(torch.cuda.current_stream())
         bs, B = len(batch.seq_lens), self.block_size
@@ -163,60 +144,50 @@ class OrthrusWorker(BaseSpecWorker):
         block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
 
         rows = self.row_sampling(batch)
-        if self.draft_sampling is not None:  # the model draws sampled drafts inside its forward
-            self.draft_sampling.load(rows, bs)
+        sampling = self.buffers.sampling
+        if sampling is not None:  # the model draws sampled drafts inside its forward
+            sampling.load(rows, bs)
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
         logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
-        draft_dist = self.draft_sampling.dist(bs, B) if self.draft_sampling is not None and rows is not None else None
-        drafts = self.model.orthrus_draft_ids[: bs * (B - 1)].view(bs, B - 1)
+        draft_dist = sampling.dist(bs, B) if sampling is not None and rows is not None else None
+        drafts = self.buffers.drafts(bs, B)
         candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
 
         logits = logits_output.next_token_logits  # [bs*B, V]
         if batch.has_grammar:  # drafts are unconstrained; every verify row is masked before accept
-            mask = build_grammar_vocab_mask(reqs=batch.reqs, tree=GrammarTree.from_linear_chain(candidates),
-                                            sampling_info=batch.sampling_info, device=logits.device,
-                                            barrier=grammar_barrier)
+            tree = compat.GrammarTree.from_linear_chain(candidates)
+            mask = compat.build_grammar_vocab_mask(reqs=batch.reqs, tree=tree, sampling_info=batch.sampling_info,
+                                                   device=logits.device, barrier=grammar_barrier)
             if mask is not None:
                 mask.apply(logits)
-        if batch.sampling_info is not None:
-            apply_dflash_verify_logits_adjustments(next_token_logits=logits, sampling_info=batch.sampling_info,
-                                                   draft_token_num=B)
+        verify_logits.apply_to_verify_rows(logits, batch.sampling_info, B)
 
         num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_dist)
         accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs)
         accept_len.copy_(num_accepted)
         out_bonus.copy_(bonus)
-        commit_lens.copy_(num_accepted + 1)
         # Row i = [accepted drafts..., bonus, stale...]: SGLang reads the first commit_lens[i] entries.
-        out_tokens[:, : B - 1].copy_(drafts)
-        out_tokens[:, B - 1].zero_()
-        out_tokens.scatter_(1, num_accepted.unsqueeze(1), bonus.unsqueeze(1))
-        if SIMULATE_ACC_LEN > 0:  # SGLang's pinned-acceptance benchmark switch, as its DFLASH worker reads it
-            if SIMULATE_ACC_TOKEN_MODE not in ("fixed", "real-draft-token"):
-                raise ValueError(f"Invalid SGLANG_SIMULATE_ACC_TOKEN_MODE {SIMULATE_ACC_TOKEN_MODE!r}; "
-                                 "expected 'fixed' or 'real-draft-token'.")
-            apply_dflash_simulated_acceptance(
-                candidates=candidates, target_predict=target_top1, accept_len=accept_len, commit_lens=commit_lens,
-                bonus=out_bonus, out_tokens=out_tokens, simulate_acc_len=SIMULATE_ACC_LEN,
-                simulate_acc_method=SIMULATE_ACC_METHOD, simulate_acc_token_mode=SIMULATE_ACC_TOKEN_MODE)
+        _, lengths = step.commit(drafts, num_accepted, bonus, out=out_tokens)
+        commit_lens.copy_(lengths)
+        pinned = compat.simulated_commit_len(B)  # SGLang's pinned-acceptance benchmark switch
+        if pinned is not None:
+            pin_commit_length(pinned, candidates=candidates, target_top1=target_top1,
+                              real_drafts=compat.simulated_uses_real_drafts(), accept_len=accept_len,
+                              commit_lens=commit_lens, bonus=out_bonus, out_tokens=out_tokens)
         torch.add(prefix_lens, commit_lens.to(prefix_lens.dtype), out=new_seq_lens)
         if on_publish is not None:
             on_publish(new_seq_lens)
-        if batch.return_logprob:
-            # Row i's token j came from verify logits row i*B + j.
-            accept_index = (torch.arange(bs, device=self.device).unsqueeze(1) * B + self._offsets).to(torch.int64)
-            compute_spec_v2_logprobs(batch, logits_output, out_tokens.reshape(-1), accept_index, B - 1)
+        if batch.return_logprob:  # row i's token j came from verify logits row i*B + j
+            compat.chain_verify_logprobs(batch, logits_output, out_tokens.reshape(-1), B)
         logits_output.hidden_states = None
-        return GenerationBatchResult(
+        return compat.GenerationBatchResult(
             logits_output=logits_output, next_token_ids=out_tokens.reshape(-1), accept_lens=commit_lens,
             can_run_cuda_graph=can_run_graph, speculative_num_draft_tokens=B, new_seq_lens=new_seq_lens,
-            next_draft_input=make_draft_input_v2(bonus_tokens=out_bonus, new_seq_lens=new_seq_lens))
+            next_draft_input=OrthrusDraftInput(bonus_tokens=out_bonus, new_seq_lens=new_seq_lens))
 
     def prepare_block(self, batch, last_tokens: torch.Tensor):
         """[t, MASK x (B-1)] per request, its positions L..L+B-1 and their KV slots (all [bs, B])."""
-        bs, B = len(batch.seq_lens), self.block_size
-        block_ids = torch.full((bs, B), self.mask_token_id, dtype=torch.int64, device=self.device)
-        block_ids[:, 0] = last_tokens.view(-1)
+        block_ids = step.make_block(last_tokens, self.block_size, self.mask_token_id)
         positions = batch.seq_lens.to(torch.int64).unsqueeze(1) + self._offsets
         req_to_token = self.model_runner.req_to_token_pool.req_to_token
         cache_locs = req_to_token[batch.req_pool_indices.to(torch.int64).unsqueeze(1), positions]
@@ -224,9 +195,7 @@ class OrthrusWorker(BaseSpecWorker):
 
     def _forward_block(self, batch, block_ids, positions, cache_locs):
         bs, B = block_ids.shape
-        verify_input = DFlashVerifyInput(draft_token=block_ids.reshape(-1), positions=positions.reshape(-1),
-                                         draft_token_num=B, custom_mask=None,
-                                         capture_hidden_mode=CaptureHiddenMode.NULL)
+        verify_input = OrthrusVerifyInput(block_ids.reshape(-1), positions.reshape(-1), B, self.buffers)
         batch.out_cache_loc = cache_locs.reshape(-1)
         seq_lens_cpu, seq_lens_sum = batch.seq_lens_cpu, batch.seq_lens_sum
         if seq_lens_cpu is not None:  # host-side bound for attention planning: L + B
@@ -237,7 +206,7 @@ class OrthrusWorker(BaseSpecWorker):
         # this mark the forward plans it a second time every step.
         forward_batch.mark_forward_metadata_ready()
         batch.seq_lens_cpu, batch.seq_lens_sum = seq_lens_cpu, seq_lens_sum
-        if not can_run_graph and type(self.model_runner.attn_backend).__name__ == "TorchNativeAttnBackend":
+        if not can_run_graph and compat.is_torch_native_backend(self.model_runner.attn_backend):
             # SGLang's CPU backend runs every extend-family mode as "prefix + new tokens" and reads
             # the total length from seq_lens; TARGET_VERIFY gives it the prefix only.
             forward_batch.extend_prefix_lens = forward_batch.seq_lens
@@ -281,7 +250,7 @@ class OrthrusWorker(BaseSpecWorker):
         if rows is None:
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
-        num_accepted, bonus = accept_block(drafts, logits, rows, batch.seq_lens, draft_dist)
+        num_accepted, bonus = step.accept(drafts, logits, rows, batch.seq_lens, draft_dist)
         return num_accepted, bonus, target_top1
 
     def _result_buffers(self, bs: int):

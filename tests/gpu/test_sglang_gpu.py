@@ -64,7 +64,7 @@ def prompts_for(n: int, vocab: int, seed: int = 0, shared_prefix: int = 0) -> li
 def run(engine, prompts, max_new_tokens):
     outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0.0, "max_new_tokens": max_new_tokens,
                                                                "ignore_eos": True})
-    return [o["output_ids"] for o in outs], [o["meta_info"].get("spec_accept_histogram") for o in outs]
+    return [o["output_ids"] for o in outs], [o["meta_info"].get("spec_correct_drafts_histogram") for o in outs]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""tests/sgl: real SGLang 0.5.17 on the CPU engine (torch_native attention).
+"""tests/sgl: real SGLang (0.5.17, or 0.5.23: scripts/ci_sglang_newest.sh) on the CPU engine (torch_native attention).
 
 SGLang must be installed (the README's test command runs scripts/install_sglang_cpu.sh): a missing
 sglang FAILS these tests, unless ORTHRUS_SGLANG_TESTS_OPTIONAL=1 says this machine has none.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sgl_engine import OPTIONAL_ENV, launch_engine, sglang
+from sgl_engine import OPTIONAL_ENV, ChildEngine, launch_engine, sglang
 
 
 def pytest_collection_modifyitems(config, items):
@@ -25,8 +25,9 @@ def engine_factory():
     """Engines started through this are shut down at the end of the module."""
     engines = []
 
-    def start(model_path, **overrides):
-        engines.append(launch_engine(model_path, **overrides))
+    def start(model_path, *, own_process=False, **overrides):
+        """own_process: a plain (non-speculative) engine beside ORTHRUS ones (sgl_engine.ChildEngine)."""
+        engines.append((ChildEngine if own_process else launch_engine)(model_path, **overrides))
         return engines[-1]
 
     yield start

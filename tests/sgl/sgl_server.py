@@ -139,6 +139,6 @@ def launch_sglang_server(model_path, port: int, log_path: Path, extra_args: list
 
 
 def launch_gateway(model_path, backend_url: str, port: int, log_path: Path, timeout: float = 120):
-    args = ["-m", "server", "--backend", "sglang", "--backend-url", backend_url, "--model", str(model_path),
+    args = ["-m", "orthrus_server", "--backend", "sglang", "--backend-url", backend_url, "--model", str(model_path),
             "--port", str(port), "--log-level", "warning"]
     return ServerProcess("gateway", args, port, log_path).start(timeout)

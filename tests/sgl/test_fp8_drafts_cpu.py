@@ -39,7 +39,7 @@ def test_fp8_drafts_equal_ar_and_the_reference_fp8_drafts(fp8_engine, checkpoint
                                                                   "ignore_eos": True})
     for e, g, a in zip(expected, got, ar):
         assert g["output_ids"] == e.token_ids == a.token_ids
-        hist = g["meta_info"]["spec_accept_histogram"]
+        hist = g["meta_info"]["spec_correct_drafts_histogram"]
         assert hist == e.stats.accept_length_histogram[: len(hist)]
         assert sum(e.stats.accept_length_histogram[len(hist):]) == 0
     assert any(e.stats.num_accepted_drafts for e in expected), "the test needs accepted drafts"

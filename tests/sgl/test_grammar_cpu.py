@@ -47,7 +47,7 @@ def checkpoint(tmp_path_factory):
 def engines(checkpoint, engine_factory):
     common = dict(grammar_backend="llguidance", constrained_json_disable_any_whitespace=True, max_running_requests=16)
     return (engine_factory(checkpoint, speculative_algorithm="ORTHRUS", **common),
-            engine_factory(checkpoint, **common))
+            engine_factory(checkpoint, own_process=True, **common))  # see sgl_engine.ChildEngine
 
 
 def requests() -> list[tuple[str, dict]]:

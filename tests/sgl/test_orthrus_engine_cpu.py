@@ -26,7 +26,7 @@ def checkpoint(request, tmp_path_factory):
 @pytest.fixture(scope="module")
 def engines(checkpoint, engine_factory):
     orthrus = engine_factory(checkpoint, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True)
-    ar = engine_factory(checkpoint, skip_tokenizer_init=True)
+    ar = engine_factory(checkpoint, own_process=True, skip_tokenizer_init=True)  # see sgl_engine.ChildEngine
     return orthrus, ar
 
 
@@ -48,8 +48,8 @@ def test_greedy_tokens_and_acceptance_equal_the_reference(engines, checkpoint):
         assert g["output_ids"] == e.token_ids == p["output_ids"]
         meta = g["meta_info"]
         hist = e.stats.accept_length_histogram
-        assert meta["spec_accept_histogram"] == hist[: len(meta["spec_accept_histogram"])]
-        assert sum(hist[len(meta["spec_accept_histogram"]):]) == 0
+        assert meta["spec_correct_drafts_histogram"] == hist[: len(meta["spec_correct_drafts_histogram"])]
+        assert sum(hist[len(meta["spec_correct_drafts_histogram"]):]) == 0
         assert meta["spec_verify_ct"] == e.stats.num_steps
     assert any(e.stats.num_accepted_drafts for e in expected), "the test needs accepted drafts"
 
@@ -93,3 +93,19 @@ def test_radix_prefix_reuse_sees_only_ar_kv(engines, checkpoint):
     assert b["meta_info"]["cached_tokens"] > 0  # the radix tree served part of the prompt
     expected = reference(checkpoint, [b_prompt], SamplingParams(max_new_tokens=20, ignore_eos=True))[0]
     assert b["output_ids"] == expected.token_ids
+
+
+def test_logprobs_equal_ar(engines):
+    """return_logprob through an ORTHRUS step (each committed token's logprob from its verify row)
+    equals plain AR decoding's, top logprobs included."""
+    orthrus, ar = engines
+    params = {"temperature": 0.0, "max_new_tokens": 16, "ignore_eos": True}
+    got = orthrus.generate(input_ids=PROMPTS, sampling_params=params, return_logprob=True, top_logprobs_num=2)
+    plain = ar.generate(input_ids=PROMPTS, sampling_params=params, return_logprob=True, top_logprobs_num=2)
+    assert any(g["meta_info"]["spec_num_correct_drafts"] for g in got), "the test needs accepted drafts"
+    for g, p in zip(got, plain):
+        mine, theirs = g["meta_info"]["output_token_logprobs"], p["meta_info"]["output_token_logprobs"]
+        assert [t for _, t, _ in mine] == [t for _, t, _ in theirs] == g["output_ids"]
+        assert max(abs(a[0] - b[0]) for a, b in zip(mine, theirs)) < 1e-4
+        tops = [[t for _, t, _ in top] for top in g["meta_info"]["output_top_logprobs"]]
+        assert tops == [[t for _, t, _ in top] for top in p["meta_info"]["output_top_logprobs"]]

@@ -3,7 +3,7 @@
 `python -m sglang.launch_server ... --speculative-algorithm ORTHRUS --enable-metrics` (CPU engine)
 runs as a subprocess; against it: the native /generate route, the OpenAI chat route (plain and
 streamed), an SGLang frontend script (the README's), /metrics (SGLang's and our orthrus:* series),
-and our gateway (`python -m server --backend sglang`) in front of it. Greedy text, token ids and
+and our gateway (`python -m orthrus_server --backend sglang`) in front of it. Greedy text, token ids and
 per-request acceptance statistics must equal the reference engine's on the same prompt tokens.
 """
 
@@ -47,7 +47,7 @@ def qa(s, question):
 sgl.set_default_backend(sgl.RuntimeEndpoint("http://127.0.0.1:30000", chat_template_name="chatml"))
 state = qa.run(question="What is 2+2?")
 print(state["answer"])
-print(state.get_meta_info("answer")["spec_accept_histogram"])
+print(state.get_meta_info("answer")["spec_correct_drafts_histogram"])
 '''
 REPORT_LINE = 'import json; print(json.dumps({"text": state.text(), "answer": state["answer"], ' \
               '"meta": state.get_meta_info("answer")}))\n'
@@ -122,7 +122,7 @@ def chat_generate(server, reference):
 
 def assert_meta_matches(meta: dict, stats, num_tokens: int) -> None:
     """SGLang's per-request speculative meta_info == the reference engine's DecodeStats."""
-    hist = meta["spec_accept_histogram"]  # SGLang drops trailing zero bins
+    hist = meta["spec_correct_drafts_histogram"]  # SGLang drops trailing zero bins
     assert hist == stats.accept_length_histogram[: len(hist)]
     assert sum(stats.accept_length_histogram[len(hist):]) == 0
     assert meta["spec_verify_ct"] == stats.num_steps
@@ -180,7 +180,7 @@ def test_frontend_script_from_the_readme(server, reference, tmp_path):
     report_line = out.rstrip("\n").rsplit("\n", 1)[-1]
     report = json.loads(report_line)
     meta = report["meta"]
-    assert out == f"{report['answer']}\n{meta['spec_accept_histogram']}\n{report_line}\n"  # what the user sees
+    assert out == f"{report['answer']}\n{meta['spec_correct_drafts_histogram']}\n{report_line}\n"  # what the user sees
     # With the ChatML template the frontend sends exactly the checkpoint's chat prompt.
     prompt = chat_text(reference.tokenizer, "What is 2+2?")
     assert report["text"].startswith(prompt)
@@ -253,7 +253,7 @@ def test_metrics_count_the_requests(server, reference):
     steps = sum(g["meta_info"]["spec_verify_ct"] for g in got)
     hist = [0] * BLOCK
     for g in got:
-        for n, c in enumerate(g["meta_info"]["spec_accept_histogram"]):
+        for n, c in enumerate(g["meta_info"]["spec_correct_drafts_histogram"]):
             hist[n] += c
     expect = {"orthrus:verify_steps_total": steps, "sglang:spec_verify_calls_total": steps,
               "orthrus:accept_drafts_count": steps, "orthrus:full_block_accept_total": hist[BLOCK - 1],
@@ -298,7 +298,7 @@ def test_gateway_orthrus_stats_match_sglang_and_reference(gateway, chat_generate
     assert stats["block_size"] == BLOCK
     assert stats["steps"] == meta["spec_verify_ct"] == expected.stats.num_steps
     assert stats["accept_length_histogram"] == expected.stats.accept_length_histogram
-    assert stats["accept_length_histogram"][: len(meta["spec_accept_histogram"])] == meta["spec_accept_histogram"]
+    assert stats["accept_length_histogram"][: len(meta["spec_correct_drafts_histogram"])] == meta["spec_correct_drafts_histogram"]
     assert stats["accepted_per_position"] == expected.stats.accepted_per_position
     assert stats["tokens"] == expected.stats.num_tokens == MAX_NEW_TOKENS
     assert stats["tau"] == round(expected.stats.tau, 4)

@@ -1,10 +1,10 @@
 """Data parallel through SGLang's router: two ORTHRUS replicas, `sglang-router` in front, our gateway in front of it.
 
-All real processes on the CPU engine, talking real HTTP, started as the README's "Scaling out" section says:
+All real processes on the CPU engine, talking real HTTP, started as docs/scaling-out.md says:
 
     python -m sglang.launch_server --model-path CK --speculative-algorithm ORTHRUS ... --port A   (and --port B)
     python -m sglang_router.launch_router --worker-urls http://A http://B --policy round_robin ...
-    python -m server --backend sglang --backend-url http://ROUTER
+    python -m orthrus_server --backend sglang --backend-url http://ROUTER
 
 Checked: requests spread over both replicas (counted from each replica's own /metrics), greedy outputs and
 per-request orthrus stats equal the reference engine's, the replicas' orthrus:* series and the gateway's
@@ -322,3 +322,37 @@ def test_replica_killed_mid_load_then_restarted_rejoins(cluster, reference):
         time.sleep(0.2)
     print(f"[router] after the restart: requests per replica {counts}")
     assert sum(counts) == 4 and all(c > 0 for c in counts)
+
+
+def test_soak_through_the_router_with_a_replica_killed(cluster, capsys):
+    """gateway_soak's mixed load through gateway -> router -> 2 replicas; replica 1 SIGKILLed a third of the way in
+    (not restarted: the module ends here). Only requests in flight at the kill fail, no request hangs, and the
+    gateway's connections to the router stay bounded (issue 24). ORTHRUS_SOAK_REQUESTS: as in
+    test_gateway_soak_cpu.py (300 in CI: 3.5 to 5 minutes on the 2-core CI machine while other jobs loaded it)."""
+    from gateway_soak import CONCURRENCY, OK, SOAK_REQUESTS, Driver, SocketWatch, by_label
+
+    driver = Driver(cluster.gateway.url, CONCURRENCY)
+    driver.prepare()
+    results: list[dict] = []
+    start = time.monotonic()
+    with SocketWatch(cluster.gateway.proc.pid, cluster.router.port, CONCURRENCY + 4) as watch:
+        load = threading.Thread(target=lambda: results.extend(
+            driver.run(range(SOAK_REQUESTS), stop=lambda: watch.violation is not None)))
+        load.start()
+        while driver.finished < SOAK_REQUESTS // 3 and load.is_alive():
+            time.sleep(0.05)
+        t_kill = time.monotonic()
+        cluster.kill_replica(1)
+        load.join()  # ends: every request is bounded by the client's timeout (a hang shows as a ReadTimeout)
+    assert watch.violation is None, f"after {driver.sent} requests (+ prepare's): {watch.violation}; {by_label(results)}"
+    failed = [r for r in results if r["label"] not in OK]
+    assert all(r["t_start"] < t_kill < r["t_end"] for r in failed), "a request that was not in flight at the kill failed"
+    assert len(failed) <= CONCURRENCY and {r["label"] for r in failed} <= {"502", "200+error-event"}, by_label(failed)
+    # Nothing hung: a hung request would end in the client's timeout as a ReadTimeout, failing the label check above.
+    assert httpx.get(cluster.gateway.url + "/health", timeout=30).status_code == 200
+    open_end = watch.open_count()
+    assert open_end <= CONCURRENCY + 2
+    with capsys.disabled():  # the report belongs in CI's log
+        print(f"\n[router soak] {len(results)} requests in {time.monotonic() - start:.0f} s: {by_label(results)}; "
+              f"{len(failed)} failed, all in flight at the kill; slowest {max(r['seconds'] for r in results):.1f} s; "
+              f"connections to the router max {watch.max_open}, {open_end} open at the end")

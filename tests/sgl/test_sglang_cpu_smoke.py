@@ -2,7 +2,7 @@
 
 Starts one ``sglang.Engine`` (CPU engine, torch_native attention) on a tiny random Qwen3 and checks
 that SGLang's greedy tokens equal ``transformers``' greedy ``generate`` token for token in fp32.
-Install SGLang with ``bash scripts/install_sglang_cpu.sh`` (see shared/sglang/CPU.md).
+Install SGLang with ``bash scripts/install_sglang_cpu.sh`` (see docs/design.md, "SGLang on a CPU machine").
 
 A missing sglang is a FAILURE by default (CI must have it); set ORTHRUS_SGLANG_TESTS_OPTIONAL=1 to
 skip this module instead on a machine without SGLang.

@@ -78,7 +78,7 @@ def test_tp2_greedy_equals_reference_and_counts_once(tp2_server, checkpoint):
         meta = g["meta_info"]
         assert meta["spec_verify_ct"] == e.stats.num_steps
         assert meta["spec_num_correct_drafts"] == e.stats.num_accepted_drafts
-        hist = meta["spec_accept_histogram"]
+        hist = meta["spec_correct_drafts_histogram"]
         assert hist == e.stats.accept_length_histogram[:len(hist)]
     steps = sum(e.stats.num_steps for e in expected)
     assert sum(e.stats.num_accepted_drafts for e in expected) > 0, "the test needs accepted drafts"

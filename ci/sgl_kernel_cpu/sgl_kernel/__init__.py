@@ -18,7 +18,8 @@ providing them would switch on kernel paths): ``sgl_kernel.scalar_type``, ``gptq
 
 The names below were found by grepping the installed sglang 0.5.17 for ``from sgl_kernel`` /
 ``import sgl_kernel`` (module-level imports under ``if _is_cpu``) and by running ``sglang.Engine``.
-Installed by scripts/install_sglang_cpu.sh; background in shared/sglang/CPU.md.
+Installed by scripts/install_sglang_cpu.sh; background in docs/design.md ("SGLang on a CPU machine").
+sglang 0.5.23 imports the same names on the CPU path (checked with tests/sgl on 0.5.23).
 """
 
 __version__ = "0.0.1+cpu.stand.in"

@@ -1,4 +1,4 @@
-"""OrthrusLM for SGLang 0.5.17: a Qwen3/Llama decoder with a second (diffusion) attention view.
+"""OrthrusLM for SGLang: a Qwen3/Llama decoder with a second (diffusion) attention view.
 
 Without ORTHRUS it is a plain AR model (the diff weights sit idle). In ``TARGET_VERIFY`` under
 the ORTHRUS algorithm, one ``forward`` runs both phases of a step (so one CUDA graph holds them):
@@ -6,7 +6,8 @@ the ORTHRUS algorithm, one ``forward`` runs both phases of a step (so one CUDA g
 1. diffusion view over ``[t, MASK x (B-1)]`` through ``attn_diff``, a second RadixAttention
    with the same layer_id (same KV buffer) and ``ENCODER_ONLY`` (non-causal over prefix+block).
    It writes its K/V into the step's verify slots ``out_cache_loc``;
-2. drafts = argmax of the diffusion logits of block rows 0..B-2, kept in ``orthrus_draft_ids``;
+2. drafts = argmax of the diffusion logits of block rows 0..B-2 (or a keyed draw from them), written
+   into the worker's step buffers, which the step's verify input carries (step_buffers.py);
 3. AR view over ``[t, d_1..d_{B-1}]``: it overwrites every one of those slots with AR K/V
    before its own attention reads them, so no diffusion K/V ever survives the forward.
 """
@@ -19,25 +20,33 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from sglang.srt.layers.layernorm import RMSNorm
-from sglang.srt.layers.linear import QKVParallelLinear, RowParallelLinear
-from sglang.srt.layers.logits_processor import LogitsProcessor
-from sglang.srt.layers.quantization.base_config import QuantizationConfig
-from sglang.srt.layers.radix_attention import AttentionType, RadixAttention
-from sglang.srt.layers.rotary_embedding import get_rope
-from sglang.srt.layers.utils import MultiPlatformOp
-from sglang.srt.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
-from sglang.srt.model_executor.forward_batch_info import ForwardBatch, PPProxyTensors
-from sglang.srt.model_executor.forward_context import get_req_to_token_pool, get_token_to_kv_pool
-from sglang.srt.model_loader.weight_utils import default_weight_loader
-from sglang.srt.models.qwen2 import Qwen2MLP
-from sglang.srt.models.utils import apply_qk_norm
-from sglang.srt.runtime_context import get_parallel
-from sglang.srt.utils import add_prefix
-
 from ...fp8 import Fp8Weight, fp8_linear, prepare_for, quantize_weight
 from ..block_attention import block_attention
+from ..compat import (
+    AttentionType,
+    ForwardBatch,
+    LogitsProcessor,
+    ParallelLMHead,
+    PPProxyTensors,
+    QKVParallelLinear,
+    QuantizationConfig,
+    Qwen2MLP,
+    RadixAttention,
+    RMSNorm,
+    RowParallelLinear,
+    VocabParallelEmbedding,
+    add_prefix,
+    apply_qk_norm,
+    attention_tp_linear_kwargs,
+    current_req_to_token_pool,
+    current_token_to_kv_pool,
+    default_weight_loader,
+    get_rope,
+    parallel_state,
+    run_fused_ops_natively,
+)
 from ..options import block_attention_splits, use_block_attention, use_fp8_drafts
+from ..step_buffers import StepBuffers
 
 logger = logging.getLogger(__name__)
 ALGORITHM_NAME = "ORTHRUS"
@@ -54,8 +63,8 @@ def _rope_args(config) -> tuple[float, Optional[dict]]:
 class OrthrusAttention(nn.Module):
     def __init__(self, config, layer_id: int, quant_config: Optional[QuantizationConfig], prefix: str):
         super().__init__()
-        parallel = get_parallel()
-        tp_rank, tp_size = parallel.attn_tp_rank, parallel.attn_tp_size
+        tp_size = parallel_state().attn_tp_size
+        shard = attention_tp_linear_kwargs()  # over the attention-TP group
         self.total_num_heads, self.total_num_kv_heads = config.num_attention_heads, config.num_key_value_heads
         assert self.total_num_heads % tp_size == 0
         self.num_heads = self.total_num_heads // tp_size
@@ -67,10 +76,10 @@ class OrthrusAttention(nn.Module):
         for suffix in VIEWS:
             self.add_module(f"qkv_proj{suffix}", QKVParallelLinear(
                 config.hidden_size, self.head_dim, self.total_num_heads, self.total_num_kv_heads, bias=bias,
-                quant_config=quant_config, tp_rank=tp_rank, tp_size=tp_size, prefix=add_prefix(f"qkv_proj{suffix}", prefix)))
+                quant_config=quant_config, prefix=add_prefix(f"qkv_proj{suffix}", prefix), **shard))
             self.add_module(f"o_proj{suffix}", RowParallelLinear(
                 self.total_num_heads * self.head_dim, config.hidden_size, bias=bias, quant_config=quant_config,
-                tp_rank=tp_rank, tp_size=tp_size, reduce_results=True, prefix=add_prefix(f"o_proj{suffix}", prefix)))
+                reduce_results=True, prefix=add_prefix(f"o_proj{suffix}", prefix), **shard))
             if self.qk_norm:
                 self.add_module(f"q_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
                 self.add_module(f"k_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
@@ -107,7 +116,7 @@ class OrthrusAttention(nn.Module):
     def _block_attention(self, q, k, v, forward_batch: ForwardBatch, layer: RadixAttention, causal: bool):
         """Both passes of an ORTHRUS step on CUDA: store the block's K/V into its verify slots, then
         attend prefix + block with block_attention (device-only metadata; see block_attention.py)."""
-        pool = get_token_to_kv_pool()
+        pool = current_token_to_kv_pool()
         k = k.view(-1, self.num_kv_heads, self.head_dim)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
         pool.set_kv_buffer(layer, forward_batch.out_cache_loc, k, v, layer.k_scale, layer.v_scale)
@@ -119,7 +128,7 @@ class OrthrusAttention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)
         out = block_attention(
             q, k_buffer.view(-1, self.num_kv_heads, self.head_dim), v_buffer.view(-1, self.num_kv_heads, self.head_dim),
-            get_req_to_token_pool().req_to_token, forward_batch.req_pool_indices, forward_batch.seq_lens,
+            current_req_to_token_pool().req_to_token, forward_batch.req_pool_indices, forward_batch.seq_lens,
             block_size=q.shape[0] // bs, causal=causal, sm_scale=layer.scaling,
             num_splits=block_attention_splits(bs, self.num_kv_heads, q.device))
         return out.view(-1, self.num_heads * self.head_dim)
@@ -174,9 +183,7 @@ def _use_native_ops(model: nn.Module) -> None:
     """fp32 on CUDA: SGLang's fused kernels (RMSNorm, rope, SiLU-and-mul) take bf16/fp16 only, so
     every such op runs its PyTorch forward instead. Slow, but it makes fp32 serving, and the exact
     fp32 GPU comparisons in tests/gpu, possible."""
-    for module in model.modules():
-        if isinstance(module, MultiPlatformOp):
-            module._forward_method = module.forward_native
+    run_fused_ops_natively(model)
 
 
 def is_orthrus_verify(forward_batch: ForwardBatch) -> bool:
@@ -199,13 +206,6 @@ class OrthrusLM(nn.Module):
         self.logits_processor = LogitsProcessor(config)
         if torch.get_default_dtype() == torch.float32 and torch.cuda.is_available():
             _use_native_ops(self)
-        # Drafts of the last ORTHRUS step, read by the worker after the forward. Allocated once by
-        # the worker (before CUDA-graph capture: the graphs hold this address); see alloc_draft_buffer.
-        self.orthrus_draft_ids: Optional[torch.Tensor] = None
-        # Set by the worker (before capture) when sampled requests draft from q
-        # (--speculative-use-rejection-sampling): the static sampling parameters the forward reads
-        # and the q it writes back (draft_sampling.py). None: drafts are the diffusion argmax.
-        self.orthrus_draft_sampling = None
         self.fp8_lm_head: Optional[Fp8Weight] = None
 
     @staticmethod
@@ -214,11 +214,6 @@ class OrthrusLM(nn.Module):
             raise ValueError("OrthrusLM in SGLang does not support mlp_bias=True checkpoints")
         if getattr(config, "hidden_act", "silu") != "silu":
             raise ValueError(f"OrthrusLM in SGLang supports hidden_act='silu' only, got {config.hidden_act!r}")
-
-    def alloc_draft_buffer(self, max_num_drafts: int) -> None:
-        if self.orthrus_draft_ids is None or self.orthrus_draft_ids.numel() < max_num_drafts:
-            device = next(self.parameters()).device
-            self.orthrus_draft_ids = torch.zeros(max_num_drafts, dtype=torch.int64, device=device)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.model.embed_tokens
@@ -238,16 +233,18 @@ class OrthrusLM(nn.Module):
         return self.logits_processor(input_ids, hidden_states, self.lm_head, forward_batch)
 
     def _draft_then_verify(self, block_ids: torch.Tensor, positions: torch.Tensor, forward_batch: ForwardBatch):
-        """block_ids: [bs*B] = per request [t, MASK x (B-1)]. Returns the verify logits [bs*B, V]."""
+        """block_ids: [bs*B] = per request [t, MASK x (B-1)]. Returns the verify logits [bs*B, V];
+        the drafts go to the step's buffers (``forward_batch.spec_info.buffers``, the worker's)."""
         bs = forward_batch.batch_size
         B = block_ids.numel() // bs
+        buffers: StepBuffers = forward_batch.spec_info.buffers
         hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
-        if self.orthrus_draft_sampling is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
-            drafts = self._draft_sample(block_ids, positions, hidden, forward_batch, bs, B)
+        if buffers.sampling is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
+            drafts = self._draft_sample(block_ids, positions, hidden, forward_batch, bs, B, buffers.sampling)
         else:
             drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
-        if self.orthrus_draft_ids is not None and B > 1:
-            self.orthrus_draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
+        if B > 1:
+            buffers.draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
         verify_ids = torch.cat([block_ids.view(bs, B)[:, :1], drafts], dim=1).reshape(-1)
         hidden = self.model(verify_ids, positions, forward_batch)  # overwrites every verify slot with AR K/V
         return self.logits_processor(verify_ids, hidden, self.lm_head, forward_batch)
@@ -262,7 +259,7 @@ class OrthrusLM(nn.Module):
         On one GPU the B-1 rows go straight through lm_head in the model dtype (no fp32 [bs*B, V]
         logits through the logits processor, no row B-1). Under TP the logits processor gathers
         the vocabulary across ranks, so drafts are exact at any TP."""
-        if get_parallel().tp_size > 1 or not hasattr(self.lm_head, "weight"):
+        if parallel_state().tp_size > 1 or not hasattr(self.lm_head, "weight"):
             logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
             return logits.view(bs, B, -1)[:, : B - 1, : self.config.vocab_size]
         rows = hidden.view(bs, B, -1)[:, : B - 1].reshape(bs * (B - 1), -1)
@@ -271,13 +268,13 @@ class OrthrusLM(nn.Module):
         weight = self.lm_head.weight[: self.config.vocab_size]  # drop the vocab padding rows
         return torch.matmul(rows.to(weight.dtype), weight.t()).view(bs, B - 1, -1)
 
-    def _draft_sample(self, block_ids, positions, hidden, forward_batch, bs: int, B: int) -> torch.Tensor:
+    def _draft_sample(self, block_ids, positions, hidden, forward_batch, bs: int, B: int, slots) -> torch.Tensor:
         """[bs, B-1] drafts drawn from q (accept.sample_drafts) with the batch's parameters from the
-        static buffers; greedy rows take the argmax. q goes back to the buffers for the acceptance.
-        No host sync and fixed shapes: it is captured in the step's CUDA graph."""
+        static buffers ``slots`` (draft_sampling.DraftSampling); greedy rows take the argmax. q goes
+        back to the buffers for the acceptance. No host sync and fixed shapes: it is captured in the
+        step's CUDA graph."""
         from ...accept import sample_drafts
 
-        slots = self.orthrus_draft_sampling
         logits = self._draft_logits(block_ids, hidden, forward_batch, bs, B)
         drafts, dist = sample_drafts(logits, slots.rows(bs), positions.view(bs, B)[:, 0], slots.candidates)
         slots.store(dist)
@@ -292,7 +289,7 @@ class OrthrusLM(nn.Module):
     def _build_fp8_drafts(self) -> None:
         """fp8 copies of what the draft pass reads most: MLP, diffusion attention projections, lm_head.
         The diffusion attention keeps only its fp8 copy (nothing else reads it)."""
-        if get_parallel().tp_size > 1:
+        if parallel_state().tp_size > 1:
             raise ValueError("ORTHRUS_FP8_DRAFTS=1 supports --tp 1 only")
         before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
         built = []

@@ -1,0 +1,335 @@
+"""The one seam between ORTHRUS and SGLang's internals.
+
+Every ``sglang.srt.*`` / ``sglang.kernels.*`` name the plugin uses, every private SGLang method it
+hooks by name, and every difference between SGLang releases lives here; the rest of
+``orthrus_sglang`` imports from this module. Public ``sglang.*`` (``sglang.Engine``,
+``sglang.bench_serving``) is used directly elsewhere. docs/design.md lists the hook points.
+
+Names are resolved lazily, on first use (``from .compat import X`` imports only X's SGLang
+module): SGLang loads the plugin in every process before it sets up prometheus and CUDA, so
+importing this module must import no SGLang module at all.
+
+Checked against SGLang 0.5.17 (CPU tests + GPU host) and 0.5.23 (CPU tests). What changed
+between them that matters to us:
+
+=============================  ===========================================  ==================
+symbol / helper                0.5.17                                       0.5.23
+=============================  ===========================================  ==================
+``FUSED_OP_BASE``              ``layers.utils.MultiPlatformOp``             ``kernels.fused_op.BaseFusedOp``
+                                                                            (MultiPlatformOp a deprecated
+                                                                            alias no layer subclasses)
+``chain_verify_logprobs``      ``compute_spec_v2_logprobs(accept_index)``   ``compute_spec_logprobs(chain_stride=)``
+``sampler_result``             ``Sampler._sample_from_probs`` -> ids        -> ``(ids, mask_capture)``
+``simulated_commit_len``       private ``_sample_simulated_acc_len``        public ``sample_simulated_acc_len``
+``plan_verify_forward``        init_new + graph/eager planning              + ``prepare_mamba_track_for_verify``
+``chain_verify_attn_args``     flashinfer passes ``req_to_token``           passes ``translator``/``plan`` (kwargs)
+``FutureMap.resolve_seq_lens`` ``(batch)``                                  ``(batch, stream_ordered=False)``
+``BaseSpecWorker`` reads       ``draft_worker.draft_runner...``             also ``preloaded_weights_bytes``
+``attention_tp_linear_kwargs`` ``tp_rank=, tp_size=``                       ``parallel_group="attn_tp"``
+worker constructor kwargs     ``server_args, gpu_id, ps, nccl_port, ...``   no ``ps`` (worker.py takes it optional)
+``forward_batch_generation``   ``(batch, on_publish, grammar_barrier)``     also ``pp_proxy_tensors=`` (None)
+``effective_server_args``      fields resolved in place,                     raw record + declarations
+                               ``get_global_server_args()``                  (``resolved_view``), the getter retired
+``tensor_parallel_rank``       ``sglang.srt.distributed`` export             not exported: ``get_parallel().tp_rank``
+``checkpoint_hf_config``       ``ServerArgs.get_model_config()``            ``handle_server_args`` gets a
+                                                                            recorder view: ``model_config_of``
+=============================  ===========================================  ==================
+
+Two 0.5.23 changes outside this module's names: ``meta_info`` lost the aliases
+``spec_accept_histogram`` / ``spec_accepted_drafts`` / ``spec_proposed_drafts`` (0.5.17 sent them
+beside ``spec_correct_drafts_histogram`` / ``spec_num_correct_drafts`` / ``spec_num_proposed_drafts``,
+which we read), and the tokenizer manager reads the speculative settings from a process-wide
+context, so two engines of one Python process (one speculative, one not) disturb each other
+(tests/sgl/sgl_engine.py starts the plain one in its own process).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# ---- lazily imported SGLang names -------------------------------------------------------------
+# name here -> candidates (module, attribute), first found wins; the comment says why we need it.
+_NAMES: dict[str, tuple[tuple[str, str], ...]] = {
+    # Registration (plugin.py, spec.py): SGLang's own plugin, algorithm and model registries.
+    "SpeculativeAlgorithm": (("sglang.srt.speculative.spec_info", "SpeculativeAlgorithm"),),  # .register, .from_string
+    "CustomSpecAlgo": (("sglang.srt.speculative.spec_info", "CustomSpecAlgo"),),  # base of OrthrusSpecAlgo
+    "registered_algorithm": (("sglang.srt.speculative.spec_registry", "get_spec"),),  # idempotent register()
+    "ModelRegistry": (("sglang.srt.models.registry", "ModelRegistry"),),  # the OrthrusLM architecture
+    "HookRegistry": (("sglang.srt.plugins.hook_registry", "HookRegistry"),),  # hooks.py, no source patch
+    "HookType": (("sglang.srt.plugins.hook_registry", "HookType"),),  # AFTER / AROUND
+    "resolved_view": (("sglang.srt.arg_groups.overrides", "resolved_view"),),  # flags after model overrides
+    "attention_backends_of": (("sglang.srt.arg_groups.overrides", "attention_backends_of"),),  # refuse fa3/fa4
+    # The step (worker.py, step_info.py, future_map.py).
+    "BaseSpecWorker": (("sglang.srt.speculative.base_spec_worker", "BaseSpecWorker"),),  # the worker's base
+    "GenerationBatchResult": (("sglang.srt.managers.utils", "GenerationBatchResult"),),  # what a step returns
+    "SpecInput": (("sglang.srt.speculative.spec_info", "SpecInput"),),  # base of our step input types
+    "SpecInputType": (("sglang.srt.speculative.spec_info", "SpecInputType"),),  # the chain verify/draft tags
+    "ForwardBatch": (("sglang.srt.model_executor.forward_batch_info", "ForwardBatch"),),  # the verify forward
+    "ForwardMode": (("sglang.srt.model_executor.forward_batch_info", "ForwardMode"),),  # TARGET_VERIFY / IDLE
+    "CaptureHiddenMode": (("sglang.srt.model_executor.forward_batch_info", "CaptureHiddenMode"),),  # NULL
+    "FutureMap": (("sglang.srt.managers.overlap_utils", "FutureMap"),),  # spec-v2 relay between steps
+    "GrammarTree": (("sglang.srt.speculative.spec_utils", "GrammarTree"),),  # grammar mask over the chain
+    "build_grammar_vocab_mask": (("sglang.srt.speculative.spec_utils", "build_grammar_vocab_mask"),),  # same
+    # verify_logits.py: what SGLang's sampler does per AR step, on every verify row.
+    "apply_custom_logit_processor": (("sglang.srt.layers.sampler", "apply_custom_logit_processor"),),
+    "runtime_exec": (("sglang.srt.runtime_context", "get_exec"),),  # captured decode batch sizes
+    # The model (models/orthrus.py): SGLang's layers, so TP, quantisation and the KV pool are SGLang's.
+    "RMSNorm": (("sglang.srt.layers.layernorm", "RMSNorm"),),
+    "QKVParallelLinear": (("sglang.srt.layers.linear", "QKVParallelLinear"),),  # TP-sharded projections
+    "RowParallelLinear": (("sglang.srt.layers.linear", "RowParallelLinear"),),
+    "LogitsProcessor": (("sglang.srt.layers.logits_processor", "LogitsProcessor"),),  # logits + logprobs
+    "QuantizationConfig": (("sglang.srt.layers.quantization.base_config", "QuantizationConfig"),),
+    "AttentionType": (("sglang.srt.layers.radix_attention", "AttentionType"),),  # ENCODER_ONLY = non-causal
+    "RadixAttention": (("sglang.srt.layers.radix_attention", "RadixAttention"),),  # both views, one KV buffer
+    "get_rope": (("sglang.srt.layers.rotary_embedding", "get_rope"),),
+    "ParallelLMHead": (("sglang.srt.layers.vocab_parallel_embedding", "ParallelLMHead"),),
+    "VocabParallelEmbedding": (("sglang.srt.layers.vocab_parallel_embedding", "VocabParallelEmbedding"),),
+    "PPProxyTensors": (("sglang.srt.model_executor.forward_batch_info", "PPProxyTensors"),),  # forward() signature
+    # block_attention (CUDA only) reads the KV pool and the request -> token table of this forward.
+    "current_req_to_token_pool": (("sglang.srt.model_executor.forward_context", "get_req_to_token_pool"),),
+    "current_token_to_kv_pool": (("sglang.srt.model_executor.forward_context", "get_token_to_kv_pool"),),
+    "default_weight_loader": (("sglang.srt.model_loader.weight_utils", "default_weight_loader"),),
+    "Qwen2MLP": (("sglang.srt.models.qwen2", "Qwen2MLP"),),  # the gated MLP (TP, fused SiLU)
+    "apply_qk_norm": (("sglang.srt.models.utils", "apply_qk_norm"),),  # Qwen3's q/k RMSNorm
+    "parallel_state": (("sglang.srt.runtime_context", "get_parallel"),),  # tp/attn-tp rank and size
+    "add_prefix": (("sglang.srt.utils", "add_prefix"),),  # weight names, as SGLang's models build them
+    # Base of SGLang's fused layer ops (RMSNorm, rope, ...): fp32 on CUDA switches them to their
+    # PyTorch forward. 0.5.17: MultiPlatformOp; 0.5.23 made every op a BaseFusedOp (MultiPlatformOp is
+    # left only as a deprecated alias no SGLang layer subclasses, and no longer in layers.utils).
+    "FUSED_OP_BASE": (("sglang.srt.layers.utils", "MultiPlatformOp"), ("sglang.kernels.fused_op", "BaseFusedOp")),
+}
+
+# Private SGLang methods hooked by dotted name (hooks.py), same name and arguments in 0.5.17 and 0.5.23
+# (what _sample_from_probs returns changed: sampler_result below). Two private attributes are written
+# too, each in one helper below: a fused op's ``_forward_method`` (run_fused_ops_natively) and the
+# FutureMap's ``_publish_fresh`` (wait_for_published_lens).
+# Builds the verify input for CUDA-graph capture; returns None for a plugin algorithm.
+CAPTURE_SPEC_INFO_TARGET = ("sglang.srt.model_executor.runner.decode_cuda_graph_runner."
+                            "DecodeCudaGraphRunner.get_spec_info")
+# Draws a batch's tokens from probs; ORTHRUS draws a request's first token with its own keyed sampler.
+SAMPLE_FROM_PROBS_TARGET = "sglang.srt.layers.sampler.Sampler._sample_from_probs"
+# Turns a request into SGLang's tokenized form; ORTHRUS refuses sampling it cannot apply exactly (a 400).
+CREATE_TOKENIZED_OBJECT_TARGET = "sglang.srt.managers.tokenizer_manager.TokenizerManager._create_tokenized_object"
+
+
+def __getattr__(name: str) -> Any:
+    candidates = _NAMES.get(name)
+    if candidates is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    errors = []
+    for module, attribute in candidates:
+        try:
+            value = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            errors.append(f"{module}.{attribute}: {exc}")
+            continue
+        globals()[name] = value  # resolved once per process
+        return value
+    raise ImportError(f"SGLang has none of {name}'s known locations ({'; '.join(errors)}); "
+                      "this SGLang release is not supported (see orthrus_sglang/sgl/compat.py)")
+
+
+def _module(name: str):
+    return importlib.import_module(name)
+
+
+# ---- step input tags -------------------------------------------------------------------------
+def chain_verify_input_type():
+    """The tag SGLang's attention backends and graph runners key on for a linear (non-tree)
+    verify of uniform width with no custom mask: ORTHRUS's verify is that shape, so it takes
+    the tag DFLASH's verify has and gets the same backend treatment (flashinfer's chain planner)."""
+    return __getattr__("SpecInputType").DFLASH_VERIFY
+
+
+def chain_draft_input_type():
+    """The draft-input tag of the same family: the relay and batch padding treat it as a draft input."""
+    return __getattr__("SpecInputType").DFLASH_DRAFT
+
+
+# ---- version-dependent helpers ---------------------------------------------------------------
+def plan_verify_forward(batch, model_runner, capture_hidden_mode):
+    """The TARGET_VERIFY ForwardBatch of ``batch`` (input ids, positions and spec_info already set)
+    with its attention planned: the graph runner's buffers loaded, or the backend's eager metadata.
+    Returns (forward_batch, can_run_cuda_graph). Mirrors SGLang's chain verify preparation."""
+    ForwardBatch = __getattr__("ForwardBatch")
+    idle = batch.forward_mode.is_idle()
+    spec_utils = _module("sglang.srt.speculative.spec_utils")
+    if not idle and hasattr(spec_utils, "prepare_mamba_track_for_verify"):  # 0.5.23+: no-op without mamba
+        spec_utils.prepare_mamba_track_for_verify(batch)
+    forward_batch = ForwardBatch.init_new(batch, model_runner, capture_hidden_mode=capture_hidden_mode,
+                                          return_hidden_states_before_norm=False)
+    runner = model_runner.decode_cuda_graph_runner
+    can_run_graph = bool(runner and runner.can_run_graph(forward_batch))
+    if can_run_graph:
+        runner.load_batch(forward_batch)
+    elif not idle:
+        model_runner.attn_backend.init_forward_metadata(forward_batch)
+    return forward_batch, can_run_graph
+
+
+def chain_verify_attn_args(block_size: int, *args, **kwargs):
+    """flashinfer's prefill-planner arguments for a chain verify of ``block_size`` tokens per request:
+    (kv_indices, kv_indptr, qo_indptr, custom_mask=None). flashinfer calls the verify input's
+    ``generate_attn_arg_prefill`` with 0.5.17's (req_pool_indices, paged_kernel_lens,
+    paged_kernel_lens_sum, req_to_token, kv_start_idx=) or 0.5.23's keyword form with a KV index
+    ``translator`` and ``plan``. Mirrors DFLASH's chain path without a ragged layout or mask."""
+    import torch
+
+    if "translator" in kwargs:  # 0.5.23+
+        req_pool_indices, paged_kernel_lens = kwargs["req_pool_indices"], kwargs["paged_kernel_lens"]
+        paged_kernel_lens_sum = kwargs["paged_kernel_lens_sum"]
+        bs = req_pool_indices.numel()
+    else:  # 0.5.17
+        req_pool_indices, paged_kernel_lens, paged_kernel_lens_sum, req_to_token = args[:4]
+        bs = len(req_pool_indices)
+    device = req_pool_indices.device
+    qo_indptr = torch.arange(0, (bs + 1) * block_size, step=block_size, dtype=torch.int32, device=device)
+    kv_indptr = torch.zeros((bs + 1,), dtype=torch.int32, device=device)
+    kv_lens = paged_kernel_lens + block_size
+    kv_indptr[1:] = torch.cumsum(kv_lens, dim=0)
+    kv_start_idx = kwargs.get("kv_start_idx")
+    if "translator" in kwargs:
+        kv_indices = kwargs.get("kv_indices_buf")
+        if kv_indices is None:
+            kv_indices = torch.empty(paged_kernel_lens_sum + block_size * bs, dtype=torch.int32, device=device)
+        extra = {"kind": kwargs["kind"]} if "kind" in kwargs else {}
+        kwargs["translator"].pack_read_stream(kwargs["plan"], req_pool_indices=req_pool_indices, seq_lens=kv_lens,
+                                              indptr=kv_indptr, out=kv_indices, kv_start_idx=kv_start_idx, **extra)
+    else:
+        create_kv_indices = _module("sglang.kernels.ops.attention.utils").create_flashinfer_kv_indices_triton
+        kv_indices = torch.empty(paged_kernel_lens_sum + block_size * bs, dtype=torch.int32, device=device)
+        create_kv_indices[(bs,)](req_to_token, req_pool_indices, kv_lens, kv_indptr, kv_start_idx, kv_indices,
+                                 req_to_token.size(1))
+    return kv_indices, kv_indptr, qo_indptr, None
+
+
+def chain_verify_logprobs(batch, logits_output, tokens, block_size: int) -> None:
+    """Fill ``logits_output``'s logprob fields for a chain verify whose output token (i, j) came
+    from logits row i*B + j (``tokens``: [bs*B])."""
+    processor = _module("sglang.srt.layers.logprob_processor")
+    if hasattr(processor, "compute_spec_logprobs"):  # 0.5.23+
+        processor.compute_spec_logprobs(batch, logits_output, tokens, chain_stride=block_size)
+        return
+    import torch
+
+    bs = len(batch.seq_lens)
+    accept_index = torch.arange(bs * block_size, device=tokens.device, dtype=torch.int64).view(bs, block_size)
+    processor.compute_spec_v2_logprobs(batch, logits_output, tokens, accept_index, block_size - 1)
+
+
+def sampler_result(token_ids):
+    """What ``Sampler._sample_from_probs`` returns: ids (0.5.17), or (ids, sampling-mask capture)
+    (0.5.23+; None: ORTHRUS's own draw records no sampling mask)."""
+    if _sampler_returns_mask_capture():
+        return token_ids, None
+    return token_ids
+
+
+def _sampler_returns_mask_capture() -> bool:
+    global _SAMPLER_PAIR
+    if _SAMPLER_PAIR is None:
+        _SAMPLER_PAIR = hasattr(_module("sglang.srt.layers.sampler"), "_SamplingMaskCapture")
+    return _SAMPLER_PAIR
+
+
+_SAMPLER_PAIR: bool | None = None
+
+
+def simulated_commit_len(block_size: int) -> int | None:
+    """SGLang's pinned-acceptance benchmark switch (SGLANG_SIMULATE_ACC_LEN, read at import):
+    the tokens every request commits this step, in [1, block_size]; None when the switch is off."""
+    spec_utils = _module("sglang.srt.speculative.spec_utils")
+    if not spec_utils.SIMULATE_ACC_LEN > 0:
+        return None
+    if spec_utils.SIMULATE_ACC_TOKEN_MODE not in ("fixed", "real-draft-token"):
+        raise ValueError(f"Invalid SGLANG_SIMULATE_ACC_TOKEN_MODE {spec_utils.SIMULATE_ACC_TOKEN_MODE!r}; "
+                         "expected 'fixed' or 'real-draft-token'.")
+    sample = getattr(spec_utils, "sample_simulated_acc_len", None)  # 0.5.23+
+    if sample is None:
+        sample = spec_utils._sample_simulated_acc_len  # 0.5.17
+    return int(sample(spec_utils.SIMULATE_ACC_LEN, spec_utils.SIMULATE_ACC_METHOD, block_size))
+
+
+def simulated_uses_real_drafts() -> bool:
+    """SGLANG_SIMULATE_ACC_TOKEN_MODE=real-draft-token: the pinned run commits real drafts, not a fixed id."""
+    return _module("sglang.srt.speculative.spec_utils").SIMULATE_ACC_TOKEN_MODE == "real-draft-token"
+
+
+def effective_server_args(server_args=None):
+    """The server arguments in effect (after SGLang's resolution and our handle_server_args), read-only:
+    of ``server_args``, or of this process's published ones. 0.5.17 resolved in place; 0.5.23 keeps the
+    operator's raw input in the record and the resolved values as declarations over it (and retired
+    ``get_global_server_args``), so read through SGLang's resolved view in both."""
+    if server_args is None:
+        try:
+            server_args = _module("sglang.srt.server_args").get_global_server_args()  # 0.5.17
+        except RuntimeError:  # 0.5.23: retired
+            server_args = _module("sglang.srt.runtime_context").get_server_args()
+    return __getattr__("resolved_view")(server_args)
+
+
+def checkpoint_hf_config(server_args):
+    """The checkpoint's HF config as SGLang reads it, from what ``handle_server_args`` is handed:
+    the ServerArgs itself (0.5.17), or 0.5.23's recorder of plugin writes over the resolving view."""
+    if hasattr(type(server_args), "get_model_config"):  # 0.5.17
+        return server_args.get_model_config().hf_config
+    view = server_args
+    try:
+        view = object.__getattribute__(server_args, "_cfg")  # 0.5.23: _ForeignDefaults over a ResolvingConfig
+    except AttributeError:
+        pass
+    return _module("sglang.srt.arg_groups.model_override_base").model_config_of(view).hf_config
+
+
+def attention_tp_linear_kwargs() -> dict:
+    """Keyword arguments that shard an attention projection (QKVParallelLinear / RowParallelLinear)
+    over the attention-TP group: 0.5.17 takes the rank and size, 0.5.23 names the group."""
+    import inspect
+
+    if "parallel_group" in inspect.signature(__getattr__("QKVParallelLinear").__init__).parameters:  # 0.5.23+
+        return {"parallel_group": "attn_tp"}
+    parallel = __getattr__("parallel_state")()
+    return {"tp_rank": parallel.attn_tp_rank, "tp_size": parallel.attn_tp_size}
+
+
+def tensor_parallel_rank() -> int:
+    """This process's TP rank (metrics are kept by rank 0). 0.5.23 dropped
+    ``sglang.srt.distributed.get_tensor_model_parallel_rank`` from the package's exports; the
+    runtime context answers in both."""
+    return int(__getattr__("parallel_state")().tp_rank)
+
+
+def decode_graph_max_batch_size() -> int:
+    """The largest batch the decode CUDA graphs were configured for (0 when none, or no runtime context)."""
+    try:
+        graph = __getattr__("runtime_exec")().graph.cuda_graph_config
+    except Exception:  # the runtime context is not set up in every process that builds a worker
+        return 0
+    return graph.decode.max_bs if graph is not None else 0
+
+
+def run_fused_ops_natively(model) -> None:
+    """Every SGLang fused op (RMSNorm, rope, SiLU-and-mul: FUSED_OP_BASE) in ``model`` runs its
+    PyTorch ``forward_native``. Both releases dispatch through the op's private ``_forward_method``
+    (0.5.17: set at construction; 0.5.23: resolved on first call unless already set, which a
+    subclass may do to pin a path): setting it pins the native path in both."""
+    base = __getattr__("FUSED_OP_BASE")
+    for module in model.modules():
+        if isinstance(module, base):
+            module._forward_method = module.forward_native
+
+
+def wait_for_published_lens(future_map) -> None:
+    """What ``FutureMap.resolve_seq_lens_cpu`` does before it gathers the committed lengths, without
+    the host copy: the current stream waits (on the device) for the step that published them, and
+    the publish is marked consumed (the private ``_publish_fresh`` flag SGLang's debug assertion
+    checks; same name and meaning in 0.5.17 and 0.5.23)."""
+    if future_map.publish_ready is not None:
+        future_map._publish_fresh = False
+        future_map.publish_ready.wait()
+
+
+def is_torch_native_backend(attn_backend) -> bool:
+    """SGLang's CPU attention backend, which runs TARGET_VERIFY as prefix + new tokens."""
+    return type(attn_backend).__name__ == "TorchNativeAttnBackend"
