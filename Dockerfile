@@ -35,4 +35,4 @@ ENV ORTHRUS_MODEL=chiennv/Orthrus-Qwen3-8B \
 EXPOSE 8000
 
 # The plugin registers through the `sglang.srt.plugins` entry point: installing the package is enough.
-CMD ["bash", "-c", "python -m sglang.launch_server --model-path \"$ORTHRUS_MODEL\" --host 127.0.0.1 --port 30000 --speculative-algorithm ORTHRUS --attention-backend triton --enable-metrics $SGLANG_ARGS & python -m server --model \"$ORTHRUS_MODEL\" & wait -n; kill 0"]
+CMD ["bash", "-c", "python -m sglang.launch_server --model-path \"$ORTHRUS_MODEL\" --host 127.0.0.1 --port 30000 --speculative-algorithm ORTHRUS --attention-backend triton --enable-metrics $SGLANG_ARGS & python -m orthrus_server --model \"$ORTHRUS_MODEL\" & wait -n; kill 0"]

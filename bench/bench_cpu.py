@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orthrus_sglang import SamplingParams  # noqa: E402
 from orthrus_sglang.ref.engine import Engine  # noqa: E402
+from orthrus_sglang.stats import tau_of  # noqa: E402
 from orthrus_sglang.testing import write_tiny_checkpoint  # noqa: E402
 
 TINY_SHAPE = dict(hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=8,
@@ -74,8 +75,7 @@ def timed(engine: Engine, prompts, params, ar_only: bool, repeats: int):
         results = engine.generate(prompts, params, ar_only=ar_only)
         best = min(best, time.perf_counter() - start)
     tokens = sum(len(r.token_ids) for r in results)
-    steps = sum(r.stats.num_steps for r in results)
-    tau = sum(r.stats.tau * r.stats.num_steps for r in results) / max(steps, 1)
+    tau = tau_of([sum(col) for col in zip(*(r.stats.accept_length_histogram for r in results))])
     return tokens / best, tau, results
 
 

@@ -11,6 +11,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from orthrus_sglang.stats import tau_of
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -124,7 +126,7 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
     outs = [len(t.output_ids) for t in timings]
     histogram = _sum_lists([t.accept_histogram for t in timings])
     steps = sum(histogram) or sum(t.verify_steps for t in timings)
-    tau = sum((n + 1) * c for n, c in enumerate(histogram)) / sum(histogram) if sum(histogram) else 1.0
+    tau = tau_of(histogram) or 1.0  # no verify steps: AR, one token per step
     tpots = [(t.e2e_s - t.ttft_s) / (n - 1) for t, n in zip(timings, outs) if n > 1]
     ttfts = [t.ttft_s * 1e3 for t in timings]
     return RunResult(

@@ -1,6 +1,6 @@
 """Acceptance of a drafted block: pure tensor functions shared by every decode path.
 
-Convention (ORTHRUS.md): q = the diffusion view's (draft) distribution, p = the AR view's
+Convention (the Orthrus paper, arXiv 2605.12825; docs/design.md): q = the diffusion view's (draft) distribution, p = the AR view's
 (target) distribution. A block has B rows; row 0 holds the last committed token t, rows
 1..B-1 hold the drafts d_1..d_{B-1}. The AR verify pass gives B target rows: row i is the
 distribution of position L+i+1, so target row i checks draft d_{i+1} and target row B-1 is
@@ -29,48 +29,12 @@ def greedy_accept(draft_tokens: torch.Tensor, target_tokens: torch.Tensor) -> tu
     return num_accepted, bonus
 
 
-def rejection_accept(
-    draft_tokens: torch.Tensor,
-    draft_probs: torch.Tensor,
-    target_probs: torch.Tensor,
-    *,
-    uniforms: torch.Tensor,
-    exponentials: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Speculative rejection sampling: the emitted tokens are distributed exactly as p.
-
-    draft_tokens: long [bs, k] sampled from draft_probs; draft_probs (q): [bs, k, V];
-    target_probs (p): [bs, k+1, V]; uniforms: [bs, k] in (0, 1); exponentials: [bs, V],
-    i.i.d. Exp(1), used to draw the bonus by the exponential race (argmax of prob / E is a
-    draw from prob) so that all randomness is an explicit input.
-    Draft i is accepted iff every earlier one was and u_i * q(d_i) < p(d_i) (probability
-    min(1, p/q)). At the first rejection n the bonus comes from norm(max(0, p_n - q_n));
-    if all k are accepted it comes from p_k.
-    Returns (num_accepted long [bs] in 0..k, bonus long [bs]).
-    """
-    num_accepted, bonus_dist = rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms)
-    return num_accepted, race(bonus_dist, exponentials)
-
-
-def rejection_bonus_dist(draft_tokens, draft_probs, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
-    """rejection_accept's (num_accepted [bs], distribution of the bonus token [bs, V])."""
-    bs, k = draft_tokens.shape
-    idx = draft_tokens.unsqueeze(-1)
-    p_draft = target_probs[:, :k].gather(-1, idx).squeeze(-1)  # [bs, k]
-    q_draft = draft_probs.gather(-1, idx).squeeze(-1)  # [bs, k]
-    num_accepted = _count_accepted(uniforms * q_draft < p_draft)
-    rows = torch.arange(bs, device=draft_tokens.device)
-    p_n = target_probs[rows, num_accepted]  # [bs, V]
-    q_n = draft_probs[rows, num_accepted.clamp(max=max(k - 1, 0))] if k else torch.zeros_like(p_n)
-    return num_accepted, _residual(p_n, q_n, num_accepted < k)
-
-
-def _count_accepted(accepted: torch.Tensor) -> torch.Tensor:
+def count_accepted(accepted: torch.Tensor) -> torch.Tensor:
     """Length of the all-True prefix of each row of accepted [bs, k] (long [bs])."""
     return accepted.to(torch.int64).cumprod(dim=1).sum(dim=1)
 
 
-def _residual(p_n: torch.Tensor, q_n: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+def residual_dist(p_n: torch.Tensor, q_n: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
     """The bonus distribution: norm(max(0, p_n - q_n)) on rows that rejected a draft, p_n on rows
     that accepted every draft (past the last draft there is no q). p_n, q_n: [bs, V]; rejected: bool [bs]."""
     residual = torch.where(rejected.view(-1, 1), (p_n - q_n).clamp_(min=0.0), p_n)
@@ -80,34 +44,7 @@ def _residual(p_n: torch.Tensor, q_n: torch.Tensor, rejected: torch.Tensor) -> t
     return torch.where(mass > 1e-12, residual / mass.clamp(min=1e-30), p_n)
 
 
-def target_only_accept(
-    draft_tokens: torch.Tensor,
-    target_probs: torch.Tensor,
-    *,
-    uniforms: torch.Tensor,
-    exponentials: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rejection sampling for deterministic (greedy) drafts: q is one-hot at each draft.
-
-    Then min(1, p/q) = p(d_i): draft i is accepted iff u_i < p(d_i); at the first rejection the
-    bonus comes from norm(max(0, p - onehot(d))) = p with d's mass removed; after k accepts it
-    comes from p_k. The emitted tokens are distributed exactly as p, without materialising q.
-    draft_tokens: long [bs, k]; target_probs: [bs, k+1, V]; uniforms: [bs, k]; exponentials: [bs, V].
-    """
-    num_accepted, bonus_dist = target_only_bonus_dist(draft_tokens, target_probs, uniforms)
-    return num_accepted, race(bonus_dist, exponentials)
-
-
-def target_only_bonus_dist(draft_tokens, target_probs, uniforms) -> tuple[torch.Tensor, torch.Tensor]:
-    """target_only_accept's (num_accepted [bs], distribution of the bonus token [bs, V])."""
-    bs, k = draft_tokens.shape
-    p_draft = target_probs[:, :k].gather(-1, draft_tokens.unsqueeze(-1)).squeeze(-1)
-    num_accepted = _count_accepted(uniforms < p_draft)
-    p_n = target_probs[torch.arange(bs, device=draft_tokens.device), num_accepted]  # [bs, V]
-    return num_accepted, _residual(p_n, _rejected_onehot(draft_tokens, num_accepted, p_n), num_accepted < k)
-
-
-def _rejected_onehot(draft_tokens: torch.Tensor, num_accepted: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def rejected_onehot(draft_tokens: torch.Tensor, num_accepted: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """q_n of greedy drafts: one-hot [bs, V] at the draft rejected at row num_accepted (any row if none was)."""
     k = draft_tokens.shape[1]
     if not k:
@@ -205,16 +142,16 @@ def accept_block(drafts: torch.Tensor, target_logits: torch.Tensor, rows: RowSam
     p_draft = _probs_at(target_logits[:, :k], rows, drafts)  # [bs, k]
     u = uniforms(row_keys(rows.seeds, start.view(bs, 1) + torch.arange(k, device=drafts.device), STREAM_ACCEPT))
     if draft_dist is None:  # greedy drafts: q is one-hot, min(1, p/q) = p(d)
-        n = _count_accepted(u < p_draft)
+        n = count_accepted(u < p_draft)
     else:
-        n = _count_accepted(u * draft_dist.at(drafts) < p_draft)
+        n = count_accepted(u * draft_dist.at(drafts) < p_draft)
     ar = torch.arange(bs, device=drafts.device)
     p_n = rows.probs(target_logits[ar, n].unsqueeze(1)).squeeze(1)  # [bs, V]: target row n
     if draft_dist is None:
-        q_n = _rejected_onehot(drafts, n, p_n)
+        q_n = rejected_onehot(drafts, n, p_n)
     else:
         q_n = draft_dist.dense_row(n, vocab) if k else torch.zeros_like(p_n)
-    dist = _residual(p_n, q_n, n < k)
+    dist = residual_dist(p_n, q_n, n < k)
     # The bonus comes from target row n: its draw is keyed by that row's position, L + n.
     b = sample_keyed(dist.unsqueeze(1), row_keys(rows.seeds, (start + n).view(bs, 1), STREAM_TOKEN)).view(bs)
     sampled = ~rows.greedy

@@ -11,6 +11,8 @@ import json
 import sys
 import time
 
+from .cli_help import D, MODEL_HELP, THREADS_HELP
+
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
 
@@ -21,16 +23,12 @@ def _dtype(name: str):
     return getattr(torch, DTYPES[name])
 
 
-# Shared by every verb that runs torch on the CPU (orthrus_sglang/threads.py).
-THREADS_HELP = "torch CPU threads (default: $ORTHRUS_THREADS, else half the CPUs, at most 8)"
-# Help texts name their default with argparse's %(default)s, so what is printed is what is used.
-D = " (default: %(default)s)"
 
 
 def add_generate_args(p: argparse.ArgumentParser) -> None:
     from .demo import DEMO_MODEL_ID
 
-    p.add_argument("--model", default=DEMO_MODEL_ID, help="Orthrus checkpoint dir, hub id, or the demo model" + D)
+    p.add_argument("--model", default=DEMO_MODEL_ID, help=MODEL_HELP)
     p.add_argument("--prompt", required=True, help="the user message (required)")
     p.add_argument("--raw", action="store_true", help="do not apply the chat template")
     p.add_argument("--ar", action="store_true", help="plain AR decoding on the same engine (the baseline)")

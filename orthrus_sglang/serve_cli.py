@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.cli import add_arguments  # flags only: no FastAPI, pydantic or torch at parse time
+from orthrus_server.cli import add_arguments  # flags only: no FastAPI, pydantic or torch at parse time
 
 SERVER_EXTRA = "pip install 'orthrus-sglang[server]'"
 
@@ -15,8 +15,8 @@ def add_serve_parser(sub) -> None:
 
 def cmd_serve(args) -> int:
     try:
-        from server.cli import settings_from_args
-        from server.main import run
+        from orthrus_server.cli import settings_from_args
+        from orthrus_server.main import run
     except ModuleNotFoundError as e:  # without the [server] extra
         raise ValueError(f"`orthrus serve` needs the server extra ({e.name} is not installed): {SERVER_EXTRA}") from e
 

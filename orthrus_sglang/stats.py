@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+
+
+def tau_of(accept_length_histogram: Sequence[int]) -> float:
+    """tau, the mean tokens per decode step with the bonus token (mean n + 1), from the histogram of
+    steps by number of accepted drafts n; 0.0 without steps. Every figure named tau uses this."""
+    steps = sum(accept_length_histogram)
+    return sum((n + 1) * c for n, c in enumerate(accept_length_histogram)) / steps if steps else 0.0
 
 
 @dataclass
@@ -36,7 +44,7 @@ class DecodeStats:
 
     @property
     def tau(self) -> float:
-        return (self.num_accepted_drafts + self.num_steps) / self.num_steps if self.num_steps else 0.0
+        return tau_of(self.accept_length_histogram)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "tau": self.tau}

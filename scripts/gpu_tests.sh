@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU test suite, on the offline GPU host (shared/sglang/GPU.md): installs SGLang 0.5.17 from the
+# The GPU test suite, on the offline GPU host (docs/tests.md, "The GPU suite"): installs SGLang 0.5.17 from the
 # carried wheelhouse and this package into /tmp/site, then runs tests/gpu (extra args go to pytest).
 #   bash scripts/gpu_tests.sh                 # everything
 #   bash scripts/gpu_tests.sh -k "b_ or c_"   # a subset

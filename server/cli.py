@@ -78,7 +78,7 @@ def describe_errors(error, given: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m server", description="Orthrus OpenAI-compatible gateway")
+    parser = argparse.ArgumentParser(prog="python -m orthrus_server", description="Orthrus OpenAI-compatible gateway")
     add_arguments(parser)
     from orthrus_sglang.demo import DEMO_MODEL_ID
 

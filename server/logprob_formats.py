@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .logprobs import LogprobSpec, Pairs, TokenLogprob, TokenTexts
+from .logprobs import LogprobRequest, Pairs, TokenLogprob, TokenTexts
 
 
-def sglang_meta(spec: LogprobSpec, prompt_ids: Sequence[int], prompt_lps: Sequence[TokenLogprob] | None,
+def sglang_meta(spec: LogprobRequest, prompt_ids: Sequence[int], prompt_lps: Sequence[TokenLogprob] | None,
                 output_ids: Sequence[int], output_lps: Sequence[TokenLogprob], texts: TokenTexts | None) -> dict:
     """SGLang 0.5.17's meta_info logprob fields: [logprob, token id, text or None] triples."""
     prompt_lps = list(prompt_lps or [])

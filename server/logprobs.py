@@ -3,32 +3,20 @@
 Numbers follow SGLang 0.5.17 (see orthrus_sglang/logprobs.py): an emitted token's logprob is
 log_softmax(logits / T) of the AR row that produced it (T = 1 for greedy requests), a prompt
 token's is the raw log_softmax of the prefill row before it, and the first scored prompt
-position has none. The embedded engine's orthrus_sglang.logprobs.TokenLogprob has the same
-fields as TokenLogprob here; the SGLang backend builds these from SGLang's meta_info.
+position has none. The types are orthrus_sglang.logprobs's (the embedded engine fills them; the
+SGLang backend builds them from SGLang's meta_info); this module adds the per-token texts.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
 
-Pairs = tuple[tuple[int, float], ...]  # (token id, logprob)
+from orthrus_sglang.logprobs import LogprobRequest, Pairs, TokenLogprob
 
-
-@dataclass(frozen=True)
-class LogprobSpec:
-    top_k: int = 0  # top logprobs per position
-    prompt_start: int | None = None  # first prompt position to report; None: none of the prompt
-    token_ids: tuple[int, ...] | None = None  # also report these tokens' logprobs at every position
-
-
-class TokenLogprob(NamedTuple):
-    logprob: float | None  # None only for the first scored prompt position
-    top: Pairs | None = None  # best first
-    by_id: Pairs | None = None  # LogprobSpec.token_ids, in that order
+# One type per concept, shared with the embedded engine (which fills them itself).
+__all__ = ["LogprobRequest", "Pairs", "TokenLogprob", "TokenTexts"]
 
 
 class TokenTexts:

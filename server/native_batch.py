@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import bad_request
-from .logprobs import LogprobSpec
+from .logprobs import LogprobRequest
 from .native_schemas import NativeGenerateRequest, NativeSamplingParams
 
 
@@ -18,7 +18,7 @@ class PromptJob:
     prompt_ids: list[int]
     rid: str
     params: NativeSamplingParams
-    logprobs: LogprobSpec | None  # None: return_logprob is off for this prompt
+    logprobs: LogprobRequest | None  # None: return_logprob is off for this prompt
 
 
 def _per_prompt(body: NativeGenerateRequest, name: str, n: int, *, nested: bool = False) -> list:
@@ -49,7 +49,7 @@ def spread(body: NativeGenerateRequest, prompts: list[list[int]], vocab_size: in
     for i, prompt in enumerate(prompts):
         spec = None
         if want[i]:
-            spec = LogprobSpec(top_k=_top(tops[i]), prompt_start=_start(starts[i], len(prompt)),
+            spec = LogprobRequest(top_k=_top(tops[i]), prompt_start=_start(starts[i], len(prompt)),
                                token_ids=_token_ids(ids[i], vocab_size))
         jobs.append(PromptJob(prompt, rids[i], params[i] or NativeSamplingParams(), spec))
     return jobs

@@ -46,7 +46,7 @@ class SamplingFields(Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    # Extensions (vLLM/SGLang spellings): see the README's API section.
+    # Extensions (vLLM/SGLang spellings): see docs/gateway.md.
     ignore_eos: bool = False
     return_token_ids: bool = False
     ar_only: bool = Field(False, description="plain AR decoding on the embedded engine (for comparison)")

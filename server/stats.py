@@ -2,12 +2,14 @@
 
 Both backends reduce to the same counts: decode steps, accepted drafts per draft position and
 the accept-length histogram (index n = steps that accepted n drafts). tau is tokens per step,
-bonus included: (accepted drafts + steps) / steps, as in orthrus_sglang.stats.DecodeStats.
+bonus included: orthrus_sglang.stats.tau_of, the one tau function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from orthrus_sglang.stats import tau_of
 
 
 @dataclass
@@ -55,7 +57,7 @@ class OrthrusStats:
     def tau(self) -> float:
         if self.tau_from_tokens:
             return self.num_tokens / self.num_steps if self.num_steps else 0.0
-        return (self.num_accepted_drafts + self.num_steps) / self.num_steps if self.num_steps else 0.0
+        return tau_of(self.accept_length_histogram)
 
     def merge(self, other: OrthrusStats) -> OrthrusStats:
         a, b = self, other

@@ -6,8 +6,8 @@ from scipy.stats import chisquare
 
 from orthrus_sglang import accept as accept_module
 from orthrus_sglang import sampling as sampling_module
-from orthrus_sglang.accept import (RowSampling, accept_block, greedy_accept, rejection_accept, rejection_bonus_dist,
-                                   sample_drafts, target_only_accept, target_only_bonus_dist)
+from acceptance_rules import rejection_accept, rejection_bonus_dist, target_only_accept, target_only_bonus_dist
+from orthrus_sglang.accept import RowSampling, accept_block, greedy_accept, sample_drafts
 from orthrus_sglang.sampling import (STREAM_ACCEPT, STREAM_DRAFT, STREAM_TOKEN, candidate_bound, filtered_probs,
                                      row_keys, sample_keyed, uniforms)
 

@@ -1,4 +1,4 @@
-"""The diffusion view against a naive per-sequence implementation of ORTHRUS.md's draft step.
+"""The diffusion view against a naive per-sequence implementation of the paper's draft step (arXiv 2605.12825).
 
 Each block row must see every committed AR key of its own sequence and all B diff keys of its
 block (non-causal), and nothing else: not the other sequences' rows, not stale cache entries

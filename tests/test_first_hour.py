@@ -129,7 +129,8 @@ def test_demo_build_log_names_the_mask_token(demo_eval, quickstart_env):
 
 
 def test_eval_threads_and_model_names_as_the_other_verbs(quickstart_env, tiny_qwen3):
-    from orthrus_sglang.ref.loader import CheckpointError, resolve_model_dir
+    from orthrus_sglang.model_dir import resolve_model_dir
+    from orthrus_sglang.ref.loader import CheckpointError
 
     out = orthrus(quickstart_env, "eval", "--model", tiny_qwen3, "--threads", 0)
     assert out.returncode == 2 and "thread count must be >= 1" in out.stderr and "Traceback" not in out.stderr
@@ -234,7 +235,7 @@ def real_default(verb: str, action: argparse.Action):
         field = {f.name: f for f in dataclasses.fields(TrainConfig)}.get(action.dest)
         return None if field is None or field.default is dataclasses.MISSING else field.default
     if verb == "serve":
-        from server.settings import GatewaySettings
+        from orthrus_server.settings import GatewaySettings
 
         field = GatewaySettings.model_fields.get(action.dest)
         return None if field is None else field.default

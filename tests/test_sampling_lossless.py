@@ -60,7 +60,7 @@ def test_orthrus_sampling_matches_exact_ar_distribution(tiny_vocab_model, settin
 class AlwaysAcceptEngine(Engine):
     """A lossy rule on purpose: every sampled draft is kept, the AR view only adds the bonus."""
 
-    def accept(self, reqs, drafts, draft_dist, target_logits):
+    def accept(self, reqs, drafts, draft_dist, target_logits, rows):
         n = torch.full((drafts.shape[0],), drafts.shape[1], dtype=torch.long)
         return n, target_logits[:, -1].argmax(-1)
 

@@ -21,7 +21,7 @@ from ..record import Mode, RequestTiming, request_sampling
 from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
-DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published and as PEERS.md measured it
+DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published (docs/results.md)
 
 
 def _raise(signum, frame):
@@ -29,7 +29,7 @@ def _raise(signum, frame):
 
 
 def write_dflash_draft(shape: str, root: Path) -> Path:
-    """A random-weight DFLASH drafter for a shape, configured as PEERS.md describes (5 layers, block 16)."""
+    """A random-weight DFLASH drafter for a shape, configured as published (5 layers, block 16)."""
     s = SHAPES[shape]
     layers = s["num_hidden_layers"]
     config = dict(architectures=["DFlashDraftModel"], model_type="qwen3", num_hidden_layers=5,
@@ -75,7 +75,7 @@ class SGLangSession:
                     last = chunk
                 end = time.perf_counter()
             meta = last["meta_info"]
-            hist = list(meta.get("spec_accept_histogram") or [])
+            hist = list(meta.get("spec_correct_drafts_histogram") or [])
             return RequestTiming(prompt_len=len(ids), output_ids=list(last["output_ids"]), ttft_s=(first or end) - start,
                                  e2e_s=end - start, verify_steps=int(meta.get("spec_verify_ct") or 0),
                                  accept_histogram=hist,

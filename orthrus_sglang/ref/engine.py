@@ -16,11 +16,13 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..accept import RowSampling, accept_block, sample_drafts
+from .. import step
+from ..accept import RowSampling
 from ..logprobs import LogprobRequest, TokenLogprob, token_logprobs
 from ..sampling import SamplingParams, candidate_bound
 from ..stats import DecodeStats
-from .loader import load_config, load_model, resolve_model_dir
+from ..model_dir import resolve_model_dir
+from .loader import load_config, load_model
 from .model import ForwardBatch, OrthrusForCausalLM
 from .request import Request
 
@@ -211,36 +213,40 @@ class Engine:
             self._score(r, logits[i], emitted)
 
     def _orthrus_step(self, reqs: list[Request], emitted: _Emitted) -> None:
-        B = self.block_size
-        batch = self._batch(reqs, B)
-        block = torch.full((len(reqs), B), self.config.mask_token_id, dtype=torch.long, device=self.device)
-        block[:, 0] = self._tensor([r.last_token for r in reqs])
-        drafts, draft_dist = self.draft(reqs, block, batch)
+        """make_block -> draft -> verify -> accept -> commit (orthrus_sglang/step.py)."""
+        batch = self._batch(reqs, self.block_size)
+        rows = self._rows(reqs, self.config.vocab_size)  # once per step: draft and accept share it
+        block = step.make_block(self._tensor([r.last_token for r in reqs]), self.block_size, self.config.mask_token_id)
+        drafts, draft_dist = self.draft(reqs, block, batch, rows)
         block[:, 1:] = drafts
-        target_logits = self.model(block, self.cache, batch, "ar")  # verify: writes KV of L..L+B-1
-        num_accepted, bonus = self.accept(reqs, drafts, draft_dist, target_logits)
-        for i, r in enumerate(reqs):
-            n = int(num_accepted[i])
-            r.stats.record_step(n)
-            emitted.tokens[r.request_id] = r.commit(drafts[i, :n].tolist() + [int(bonus[i])], self.eos_token_ids)
-            self._score(r, target_logits[i], emitted)  # verify row j produced emitted token j
+        target_logits = self.verify(block, batch)
+        num_accepted, bonus = self.accept(reqs, drafts, draft_dist, target_logits, rows)
+        self.commit(reqs, drafts, num_accepted, bonus, target_logits, emitted)
 
-    def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch):
-        """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, when any row samples, q [bs, B-1, V]
+    def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch, rows: RowSampling):
+        """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, when any row samples, q
         (greedy rows: the argmax; sampled rows: a draw from q, filtered as p is)."""
         if self.block_size == 1:
             return block[:, 1:], None
-        logits = self.model(block, self.cache, batch, "diff")[:, :-1]
-        drafts, dist = sample_drafts(logits, self._rows(reqs, logits.shape[-1]), batch.cached_lens)
+        drafts, dist = step.draft(self.model(block, self.cache, batch, "diff"), rows, batch.cached_lens)
         if self.draft_hook is not None:
             drafts = self.draft_hook(reqs, drafts.clone())
         return drafts, dist
 
-    def accept(self, reqs, drafts, draft_dist, target_logits) -> tuple[torch.Tensor, torch.Tensor]:
-        """accept.accept_block: greedy rows by prefix match, sampled rows by rejection sampling against q."""
-        rows = self._rows(reqs, target_logits.shape[-1])
-        start = self._tensor([r.committed_len for r in reqs])
-        return accept_block(drafts, target_logits, rows, start, draft_dist)
+    def verify(self, block: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """The AR view over [t, d_1..d_{B-1}]: target logits [bs, B, V]; writes the KV of L..L+B-1."""
+        return self.model(block, self.cache, batch, "ar")
+
+    def accept(self, reqs, drafts, draft_dist, target_logits, rows) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy rows by prefix match, sampled rows by rejection sampling against q (step.accept)."""
+        return step.accept(drafts, target_logits, rows, self._tensor([r.committed_len for r in reqs]), draft_dist)
+
+    def commit(self, reqs, drafts, num_accepted, bonus, target_logits, emitted: _Emitted) -> None:
+        tokens, lengths = step.commit(drafts, num_accepted, bonus)
+        for i, (r, row, length) in enumerate(zip(reqs, tokens.tolist(), lengths.tolist())):
+            r.stats.record_step(length - 1)
+            emitted.tokens[r.request_id] = r.commit(row[:length], self.eos_token_ids)
+            self._score(r, target_logits[i], emitted)  # verify row j produced emitted token j
 
     # ---- logprobs ----------------------------------------------------------------------
     def _score(self, r: Request, logits: torch.Tensor, emitted: _Emitted) -> None:

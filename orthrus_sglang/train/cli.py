@@ -39,11 +39,11 @@ def cmd_train(args) -> int:
 
 
 def add_eval_parser(sub) -> None:
-    from ..cli import D, THREADS_HELP
+    from ..cli_help import D, MODEL_HELP, THREADS_HELP
     from ..demo import DEMO_MODEL_ID
 
     p = sub.add_parser("eval", help="held-out tau, acceptance per draft position and tokens per step (greedy)")
-    p.add_argument("--model", default=DEMO_MODEL_ID, help="Orthrus checkpoint dir, hub id, or the demo model" + D)
+    p.add_argument("--model", default=DEMO_MODEL_ID, help=MODEL_HELP)
     p.add_argument("--engine", choices=["reference", "sglang", "both"], default="reference",
                    help="reference engine, SGLang (sglang.Engine, ORTHRUS) or both" + D)
     p.add_argument("--block-sizes", default="", help="comma-separated, e.g. 16,8 (default: the checkpoint's)")
@@ -63,7 +63,8 @@ def add_eval_parser(sub) -> None:
 def cmd_eval(args) -> int:
     import torch
 
-    from ..ref.loader import load_config, load_model, resolve_model_dir
+    from ..model_dir import resolve_model_dir
+    from ..ref.loader import load_config, load_model
     from ..threads import apply_threads
     from .evaluate import eval_prompts, eval_reference, eval_sglang
     from .setup import load_tokenizer

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..sampling import SamplingParams
+from ..stats import tau_of
 
 
 @dataclass
@@ -31,8 +32,7 @@ class EvalResult:
     @property
     def tau(self) -> float:
         """Mean tokens per decode step (accepted drafts + the bonus token): the acceptance length."""
-        accepted = sum(n * c for n, c in enumerate(self.accept_length_histogram))
-        return (accepted + self.num_steps) / self.num_steps if self.num_steps else 0.0
+        return tau_of(self.accept_length_histogram)
 
     @property
     def tokens_per_step(self) -> float:
@@ -111,7 +111,7 @@ def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, m
     steps = tokens = 0
     for o in outs:
         meta = o["meta_info"]
-        for n, c in enumerate(meta.get("spec_accept_histogram") or []):
+        for n, c in enumerate(meta.get("spec_correct_drafts_histogram") or []):
             hist[n] += c
         steps += int(meta.get("spec_verify_ct") or 0)
         tokens += len(o["output_ids"]) - 1

@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 
 from ..convert import convert_to_orthrus
-from ..ref.loader import CheckpointError, resolve_model_dir
+from ..model_dir import resolve_model_dir
+from ..ref.loader import CheckpointError
 from .config import TrainConfig
 from .data import Document, read_documents
 

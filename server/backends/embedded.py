@@ -103,7 +103,6 @@ class EmbeddedBackend(Backend):
         return self._info
 
     def generate(self, req: GenRequest) -> GenStream:
-        from orthrus_sglang.logprobs import LogprobRequest
         from orthrus_sglang.sampling import SamplingParams
 
         if self.worker is None or not self.worker.alive:
@@ -112,11 +111,9 @@ class EmbeddedBackend(Backend):
             params = SamplingParams(max_new_tokens=req.max_new_tokens, temperature=req.temperature, top_k=req.top_k,
                                     top_p=req.top_p, min_p=req.min_p, seed=req.seed, stop_token_ids=tuple(req.stop_token_ids),
                                     ignore_eos=req.ignore_eos)
-            spec = req.logprobs
-            logprobs = None if spec is None else LogprobRequest(spec.top_k, spec.prompt_start, spec.token_ids)
         except ValueError as e:
             raise BackendError(400, str(e))
-        return _EngineStream(self.worker, req, params, logprobs)
+        return _EngineStream(self.worker, req, params, req.logprobs)
 
     def load(self) -> tuple[int, int]:
         return (self.worker.running, self.worker.waiting) if self.worker else (0, 0)

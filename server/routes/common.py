@@ -1,27 +1,46 @@
-"""What every generation route does: check the model, admit, run, map backend errors to HTTP."""
+"""What every generation route does: check the model, admit, run, map backend errors to HTTP.
+
+A route reads as parse -> run -> render: `run` answers the finished results (plain requests) or a
+`StartedStream` (its first event has arrived); the route renders them itself, and
+`stream_response` wraps a stream's frames so a late failure still reaches the client."""
 
 from __future__ import annotations
 
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from ..backends.base import BackendError, GenRequest, ModelInfo
 from ..errors import APIError, internal, model_not_found, unavailable
 from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
-from ..logprobs import LogprobSpec
+from ..logprobs import LogprobRequest
 from ..schemas import MAX_SEED
-from ..sse import DONE, ClientDisconnected, EventStream, frame, until_disconnect
+from ..outcomes import set_outcome
+from ..sse import DONE, EventStream, frame, until_disconnect
 from ..state import GatewayState, ShuttingDown
 
 log = logging.getLogger("orthrus.gateway")
 
-# Renders a stream: (first event, the rest, the generation) -> SSE frames.
-FrameRenderer = Callable[[SeqEvent, AsyncIterator[SeqEvent], Generation], AsyncIterator[bytes]]
+
+@dataclass
+class StartedStream:
+    """A streamed generation whose first event has arrived; it holds the admission slot until the
+    response built by `stream_response` ends."""
+
+    first: SeqEvent
+    rest: AsyncIterator[SeqEvent]  # the generation's events after `first`
+    gen: Generation  # gen.results: each sequence's text, tokens and logprobs so far
+    slot: object  # the Admission slot: released when the response ends
+    scope: dict  # the ASGI scope: a late failure sets the request's outcome status
+
+    async def events(self) -> AsyncIterator[SeqEvent]:
+        yield self.first
+        async for ev in self.rest:
+            yield ev
 
 
 def new_id(prefix: str) -> str:
@@ -57,7 +76,7 @@ async def model_info(state: GatewayState) -> ModelInfo:
 
 
 def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: list[str],
-              logprobs: LogprobSpec | None = None) -> list[SeqSpec]:
+              logprobs: LogprobRequest | None = None) -> list[SeqSpec]:
     specs = []
     for p, (prompt_ids, max_new) in enumerate(zip(prompts, budgets)):
         for j in range(n):
@@ -72,27 +91,20 @@ def seq_specs(prompts: list[list[int]], budgets: list[int], n: int, body, stop: 
 
 
 async def run(request: Request, state: GatewayState, specs: list[SeqSpec], arrived_at: float, *,
-              stream: bool, render_frames: FrameRenderer, render_json: Callable[[list[SeqResult]], dict],
-              route: str):
-    """Admit the request, run it and answer: JSON, or SSE frames from `render_frames`."""
+              stream: bool) -> list[SeqResult] | StartedStream:
+    """Admit the request and run it: the results in order, or (stream) the started stream.
+
+    Requests are counted by outcome status in server.outcomes; sequences stopped half-way in `Generation`."""
     if state.draining:
-        state.metrics.rejected.labels(reason="shutting_down").inc()
         raise unavailable("The server is shutting down.")
-    try:
-        slot = await until_disconnect(request.receive, state.admission.acquire())
-    except APIError:
-        state.metrics.rejected.labels(reason="overloaded").inc()
-        state.metrics.requests.labels(route=route, status="429").inc()
-        raise
+    slot = await until_disconnect(request.receive, state.admission.acquire())
     state.metrics.prompt_tokens.inc(sum(len(s.req.prompt_ids) for s in specs))
     release_now = True  # unless a stream takes the slot over
     try:
         tokenizer = (await model_info(state)).tokenizer
         gen = Generation(state, tokenizer, specs, arrived_at)
         if not stream:
-            results = await until_disconnect(request.receive, gen.run())
-            state.metrics.requests.labels(route=route, status="200").inc()
-            return JSONResponse(render_json(results))
+            return await until_disconnect(request.receive, gen.run())
         events = gen.events()
         try:
             first = await until_disconnect(request.receive, anext(events))
@@ -100,21 +112,20 @@ async def run(request: Request, state: GatewayState, specs: list[SeqSpec], arriv
             await events.aclose()
             raise
         release_now = False
-        state.metrics.requests.labels(route=route, status="200").inc()
-        return EventStream(_guarded(render_frames(first, events, gen), events), cleanup=slot.release)
+        return StartedStream(first, events, gen, slot, request.scope)
     except (BackendError, ShuttingDown) as e:
-        err = api_error(e)
-        state.metrics.requests.labels(route=route, status=str(err.status)).inc()
-        raise err
-    except ClientDisconnected:
-        state.metrics.requests.labels(route=route, status="499").inc()
-        raise
+        raise api_error(e)
     finally:
         if release_now:
             slot.release()
 
 
-async def _guarded(frames: AsyncIterator[bytes], events: AsyncIterator[SeqEvent]) -> AsyncIterator[bytes]:
+def stream_response(started: StartedStream, frames: AsyncIterator[bytes]) -> EventStream:
+    """The SSE response for a started stream's rendered frames; it releases the slot when it ends."""
+    return EventStream(_guarded(frames, started.rest, started.scope), cleanup=started.slot.release)
+
+
+async def _guarded(frames: AsyncIterator[bytes], events: AsyncIterator[SeqEvent], scope: dict) -> AsyncIterator[bytes]:
     """Once the stream has started, a failure becomes an error event followed by [DONE]."""
     try:
         async for chunk in frames:
@@ -122,7 +133,9 @@ async def _guarded(frames: AsyncIterator[bytes], events: AsyncIterator[SeqEvent]
     except Exception as e:  # BackendError, ShuttingDown, or a bug (logged): the client still hears why
         if not isinstance(e, (BackendError, ShuttingDown)):
             log.exception("stream failed")
-        yield frame(api_error(e).body())
+        err = api_error(e)
+        set_outcome(scope, err.status)
+        yield frame(err.body())
         yield DONE
     finally:
         await frames.aclose()

@@ -7,21 +7,21 @@ Streamed `text` and `output_ids` are cumulative, as SGLang sends them by default
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from ..backends.base import GenRequest
 from ..body import read_json
 from ..deps import gateway, require_api_key
-from ..generation import Generation, SeqEvent, SeqResult, SeqSpec
+from ..generation import SeqResult, SeqSpec
 from ..logprob_formats import sglang_meta
 from ..logprobs import TokenTexts
 from ..native_batch import spread
 from ..native_schemas import NativeGenerateRequest
 from ..prompting import budget, checked_token_ids, text_prompt_ids
 from ..sse import DONE, EventStream, frame
-from .common import model_info, new_id, run
+from .common import StartedStream, model_info, new_id, run, stream_response
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -113,18 +113,15 @@ async def generate(request: Request):
                 for i, r in enumerate(results)]
         return objs if body.is_batch else objs[0]
 
-    async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
-        async def chain():
-            yield first
-            async for ev in rest:
-                yield ev
-
-        async for ev in chain():
-            r = gen.results[ev.index]  # may already hold later chunks: cut it at this event
+    async def render_frames(started: StartedStream):
+        async for ev in started.events():
+            r = started.gen.results[ev.index]  # may already hold later chunks: cut it at this event
             obj = one(ev.index, r.text[: ev.text_len], r.token_ids[: ev.num_tokens], ev.finish_reason, ev.stats,
                       r.logprobs[: ev.num_tokens], r.prompt_logprobs)
             yield frame({**obj, "index": ev.index} if body.is_batch else obj)
         yield DONE
 
-    return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
-                     render_json=render_json, route="generate")
+    outcome = await run(request, state, specs, arrived_at, stream=body.stream)
+    if not body.stream:
+        return JSONResponse(render_json(outcome))
+    return stream_response(outcome, render_frames(outcome))

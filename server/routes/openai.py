@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from ..body import read_json
 from ..deps import gateway, require_api_key
 from ..errors import bad_request, model_not_found
-from ..generation import Generation, SeqEvent, SeqResult
+from ..generation import SeqResult
 from ..logprob_formats import merge_completion, openai_chat, openai_completion
-from ..logprobs import LogprobSpec, TokenTexts
+from ..logprobs import LogprobRequest, TokenTexts
 from ..prompting import budget, chat_prompt_ids, checked_token_ids, text_prompt_ids
 from ..schemas import ChatCompletionRequest, CompletionRequest
 from ..sse import DONE, frame
 from ..stats import merge_all
-from .common import check_model, model_info, new_id, now_s, run, seq_specs, usage
+from .common import StartedStream, check_model, model_info, new_id, now_s, run, seq_specs, stream_response, usage
 
 router = APIRouter(dependencies=[Depends(require_api_key)])
 
@@ -64,7 +64,7 @@ async def chat_completions(request: Request):
     max_new = budget(info, len(prompt), body.max_new_tokens, param=param, prompt_param="messages")
     top = body.top_logprobs or 0
     specs = seq_specs([prompt], [max_new], body.n, body, body.stop_list,
-                      LogprobSpec(top_k=top) if body.logprobs else None)
+                      LogprobRequest(top_k=top) if body.logprobs else None)
     rid, created, model = new_id("chatcmpl"), now_s(), state.settings.model_id
     texts = TokenTexts(info.tokenizer)
 
@@ -81,14 +81,14 @@ async def chat_completions(request: Request):
         return {"id": rid, "object": "chat.completion", "created": created, "model": model, "choices": choices,
                 "usage": usage([prompt], results), "orthrus": _orthrus(results)}
 
-    async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
+    async def render_frames(started: StartedStream):
         def chunk(choices: list, **extra) -> bytes:
             return frame({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
                           "choices": choices, **extra})
 
         for spec in specs:
             yield chunk([{"index": spec.index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-        async for ev in _chain(first, rest):
+        async for ev in started.events():
             if ev.text or ((body.return_token_ids or body.logprobs) and ev.token_ids):
                 delta = {"content": ev.text, **({"token_ids": ev.token_ids} if body.return_token_ids else {})}
                 lps = {"logprobs": logprobs(ev.token_ids, ev.logprobs)} if body.logprobs else {}
@@ -97,12 +97,14 @@ async def chat_completions(request: Request):
                 stats = {"orthrus": ev.stats.to_json()} if ev.stats else {}
                 yield chunk([{"index": ev.index, "delta": {}, "finish_reason": ev.finish_reason}], **stats)
         if body.include_usage:
-            results = list(gen.results.values())
+            results = list(started.gen.results.values())
             yield chunk([], usage=usage([prompt], results), orthrus=_orthrus(results))
         yield DONE
 
-    return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
-                     render_json=render_json, route="chat")
+    outcome = await run(request, state, specs, arrived_at, stream=body.stream)
+    if not body.stream:
+        return JSONResponse(render_json(outcome))
+    return stream_response(outcome, render_frames(outcome))
 
 
 @router.post("/v1/completions")
@@ -120,7 +122,7 @@ async def completions(request: Request):
     budgets = [budget(info, len(p), body.max_new_tokens) for p in prompts]
     want = body.logprobs is not None
     specs = seq_specs(prompts, budgets, body.n, body, body.stop_list,
-                      LogprobSpec(top_k=body.logprobs, prompt_start=0 if body.echo else None) if want else None)
+                      LogprobRequest(top_k=body.logprobs, prompt_start=0 if body.echo else None) if want else None)
     rid, created, model = new_id("cmpl"), now_s(), state.settings.model_id
     texts = TokenTexts(info.tokenizer)
     echoes = [(p if isinstance(p, str) else info.tokenizer.decode(ids)) if body.echo else ""
@@ -155,12 +157,13 @@ async def completions(request: Request):
         return {"id": rid, "object": "text_completion", "created": created, "model": model, "choices": choices,
                 "usage": usage(prompts, results), "orthrus": _orthrus(results)}
 
-    async def render_frames(first: SeqEvent, rest: AsyncIterator[SeqEvent], gen: Generation):
+    async def render_frames(started: StartedStream):
         def chunk(choices: list, **extra) -> bytes:
             return frame({"id": rid, "object": "text_completion", "created": created, "model": model,
                           "choices": choices, **extra})
 
-        async for ev in _chain(first, rest):
+        gen = started.gen
+        async for ev in started.events():
             finish = ev.finish_reason
             started = ev.index in offsets
             echo, echo_lps = ("", None) if started else opening(ev.index, gen.results[ev.index].prompt_logprobs)
@@ -177,11 +180,7 @@ async def completions(request: Request):
             yield chunk([], usage=usage(prompts, results), orthrus=_orthrus(results))
         yield DONE
 
-    return await run(request, state, specs, arrived_at, stream=body.stream, render_frames=render_frames,
-                     render_json=render_json, route="completions")
-
-
-async def _chain(first: SeqEvent, rest: AsyncIterator[SeqEvent]) -> AsyncIterator[SeqEvent]:
-    yield first
-    async for ev in rest:
-        yield ev
+    outcome = await run(request, state, specs, arrived_at, stream=body.stream)
+    if not body.stream:
+        return JSONResponse(render_json(outcome))
+    return stream_response(outcome, render_frames(outcome))

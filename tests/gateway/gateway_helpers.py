@@ -15,9 +15,9 @@ import httpx
 import torch
 from pydantic_settings import SettingsConfigDict
 
-from server.app import create_app
-from server.main import build_server
-from server.settings import GatewaySettings
+from orthrus_server.app import create_app
+from orthrus_server.main import build_server
+from orthrus_server.settings import GatewaySettings
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ import openai
 import pytest
 from gateway_helpers import LiveServer, settings
 
-import server.deps
+import orthrus_server.deps
 
 KEY = "sk-test-0123456789"
 BODY = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -53,13 +53,13 @@ def test_ops_endpoints_stay_open(keyed):
 
 def test_key_comparison_is_constant_time(keyed, monkeypatch):
     calls = []
-    real = server.deps.secrets.compare_digest
+    real = orthrus_server.deps.secrets.compare_digest
 
     def spy(a, b):
         calls.append((len(a), len(b)))
         return real(a, b)
 
-    monkeypatch.setattr(server.deps.secrets, "compare_digest", spy)
+    monkeypatch.setattr(orthrus_server.deps.secrets, "compare_digest", spy)
     httpx.get(keyed.url + "/v1/models", headers={"Authorization": "Bearer short"}, timeout=30)
     httpx.get(keyed.url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"}, timeout=30)
     # Digests of equal length are compared, so neither the key's length nor its prefix leaks.

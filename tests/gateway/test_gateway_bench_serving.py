@@ -1,4 +1,4 @@
-"""SGLang's own benchmark client against the gateway as users start it (`python -m server`).
+"""SGLang's own benchmark client against the gateway as users start it (`python -m orthrus_server`).
 
 `python -m sglang.bench_serving` on its native /generate backend (`--backend sglang`, which sends
 every GenerateReqInput field it knows, lora_path null included) and its two OpenAI backends, on a
@@ -24,7 +24,7 @@ NUM_PROMPTS, INPUT_LEN, OUTPUT_LEN = 16, 32, 8
 @pytest.fixture(scope="module")
 def gateway_url(tiny_ckpt):
     port = free_port()
-    proc = python_process(["-m", "server", "--model", str(tiny_ckpt), "--port", str(port), "--max-batch-size", "8"])
+    proc = python_process(["-m", "orthrus_server", "--model", str(tiny_ckpt), "--port", str(port), "--max-batch-size", "8"])
     try:
         wait_http(f"http://127.0.0.1:{port}/health", timeout=180)
         yield f"http://127.0.0.1:{port}"

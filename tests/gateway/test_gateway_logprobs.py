@@ -11,7 +11,7 @@ import pytest
 import torch
 from gateway_helpers import LiveServer, OracleDrafts, settings, sse_events
 from logprob_reference import orthrus_forward, token_logprobs
-from server.logprobs import TokenTexts
+from orthrus_server.logprobs import TokenTexts
 
 PROMPT = "Once upon a time"
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
@@ -23,7 +23,7 @@ ASK = {"return_logprob": True, "logprob_start_len": 0, "top_logprobs_num": 3, "t
 def server(tiny_ckpt):
     from orthrus_sglang import SamplingParams
     from orthrus_sglang.ref.engine import Engine
-    from server.backends.embedded import EmbeddedBackend
+    from orthrus_server.backends.embedded import EmbeddedBackend
 
     s = settings(tiny_ckpt, max_batch_size=4)
     engine = Engine(tiny_ckpt, max_batch_size=4)

@@ -1,4 +1,4 @@
-"""The gateway as users start it (`python -m server ...` in its own process): the startup banner's
+"""The gateway as users start it (`python -m orthrus_server ...` in its own process): the startup banner's
 curl and Python examples work as printed, and SIGTERM shuts down gracefully (in-flight streams
 finish or end with an error event, non-streaming requests get 503, the process exits, nothing hangs)."""
 
@@ -19,7 +19,7 @@ from orthrus_sglang.testing import write_tiny_checkpoint
 class ServerProcess:
     def __init__(self, args: list[str], env: dict | None = None):
         self.port = free_port()
-        self.proc = python_process(["-m", "server", *args, "--port", str(self.port)], env=env or {})
+        self.proc = python_process(["-m", "orthrus_server", *args, "--port", str(self.port)], env=env or {})
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

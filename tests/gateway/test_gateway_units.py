@@ -7,14 +7,14 @@ import asyncio
 import pytest
 from transformers import AutoTokenizer
 
-from server.backends.base import GenRequest
-from server.backends.sglang import _SGLangStream, sglang_sampling_params
-from server.logprobs import LogprobSpec, TokenLogprob, TokenTexts
-from server.cli import add_arguments, settings_from_args
-from server.detok import TextAssembler
-from server.errors import APIError
-from server.limits import Admission
-from server.stats import OrthrusStats, merge_all
+from orthrus_server.backends.base import GenRequest, wait_shielded
+from orthrus_server.backends.sglang import _SGLangStream, sglang_sampling_params
+from orthrus_server.logprobs import LogprobRequest, TokenLogprob, TokenTexts
+from orthrus_server.cli import add_arguments, settings_from_args
+from orthrus_server.detok import TextAssembler
+from orthrus_server.errors import APIError
+from orthrus_server.limits import Admission
+from orthrus_server.stats import OrthrusStats, merge_all
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_sglang_stream_parsing_cumulative_and_incremental():
 
 def test_sglang_stream_logprobs_cumulative_and_incremental():
     """meta_info logprob lists grow with output_ids (default) or come per chunk (incremental streaming)."""
-    spec = LogprobSpec(top_k=1, prompt_start=1)
+    spec = LogprobRequest(top_k=1, prompt_start=1)
     lp = {t: [-t / 10, t, None] for t in (5, 6, 7)}
     top = {t: [[-0.01 * t, 3, None]] for t in (5, 6, 7)}
     prompt = {"input_token_logprobs": [[None, 1, None], [-0.5, 2, None]],
@@ -107,6 +107,27 @@ def test_sglang_stream_logprobs_cumulative_and_incremental():
             prompts.append(chunk.prompt_logprobs)
         assert got == [TokenLogprob(-t / 10, ((3, -0.01 * t),)) for t in (5, 6, 7)]
         assert prompts[0] == [TokenLogprob(None), TokenLogprob(-0.5, ((4, -0.25),))]
+
+
+def test_a_cancelled_close_still_finishes_then_the_cancel_goes_on():
+    """Issue 24: a cancel landing inside a stream's close stopped httpcore half-way and leaked the connection."""
+    async def main():
+        closed = asyncio.Event()
+
+        async def close():
+            await asyncio.sleep(0.05)
+            closed.set()
+
+        task = asyncio.ensure_future(wait_shielded(asyncio.ensure_future(close())))
+        for _ in range(2):  # twice: a client gone, then a shutdown
+            await asyncio.sleep(0.01)
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert closed.is_set()
+        assert await wait_shielded(asyncio.ensure_future(asyncio.sleep(0, result=7))) == 7
+
+    asyncio.run(main())
 
 
 def test_sglang_sampling_params():
