@@ -29,15 +29,35 @@ TIMEOUT = 120  # seconds per request: nothing may take this long (a hang is a fa
 HANGUP_TIMEOUT = 0.3  # a non-streamed request's client gives up after this long
 
 
-class SocketWatch:
+class _Sampler:
+    """A daemon thread running `_run` between `with` entry and exit (`_stop` ends it)."""
+
+    join_s = 10.0
+
+    def __init__(self, name: str):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(self.join_s)
+
+
+class SocketWatch(_Sampler):
     """Samples the gateway's connections to `port`; `violation` is set once more than `limit` are open."""
 
     def __init__(self, pid: int, port: int, limit: int, interval: float = 0.02):
         self.proc, self.port, self.limit, self.interval = psutil.Process(pid), port, limit, interval
         self.max_open, self.samples, self.ports = 0, 0, set()
         self.violation: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="socket-watch", daemon=True)
+        super().__init__("socket-watch")
 
     def connections(self) -> list:
         return [c for c in self.proc.net_connections(kind="tcp") if c.raddr and c.raddr.port == self.port]
@@ -56,25 +76,16 @@ class SocketWatch:
                 self.violation = f"{len(conns)} connections open to port {self.port} (limit {self.limit}): {dict(states)}"
             time.sleep(self.interval)
 
-    def __enter__(self) -> SocketWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-
-class HealthProbe:
+class HealthProbe(_Sampler):
     """GET /health every `every` seconds: latencies and statuses."""
+
+    join_s = 40.0  # a probe may be waiting on its 30 s timeout
 
     def __init__(self, url: str, every: float = 1.0):
         self.url, self.every = url, every
         self.latencies: list[float] = []
-        self.statuses: Counter = Counter()
         self.by_status: dict = {}  # answer -> latencies: healthy answers and outage answers are apart
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="health-probe", daemon=True)
+        super().__init__("health-probe")
 
     def _run(self) -> None:
         with httpx.Client(timeout=30) as client:
@@ -84,7 +95,6 @@ class HealthProbe:
                     answer = client.get(self.url + "/health").status_code
                 except httpx.HTTPError as e:
                     answer = type(e).__name__
-                self.statuses[answer] += 1
                 self.latencies.append(time.monotonic() - t)
                 self.by_status.setdefault(answer, []).append(self.latencies[-1])
 
@@ -98,14 +108,6 @@ class HealthProbe:
             return "no samples"
         parts = [f"{answer}: {len(v)} probes, {self._spread(v)}" for answer, v in self.by_status.items()]
         return f"{len(self.latencies)} probes, {self._spread(self.latencies)} ({'; '.join(parts)})"
-
-    def __enter__(self) -> HealthProbe:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(40)
 
 
 class SequenceSlots:
