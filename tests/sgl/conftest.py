@@ -31,5 +31,8 @@ def engine_factory():
         return engines[-1]
 
     yield start
-    for engine in engines:
+    # Child engines first: an in-process Engine.shutdown() kills every descendant of this process
+    # (kill_process_tree(getpid(), include_parent=False)), a spawned child engine included, which
+    # would then die mid-call and orphan its own scheduler.
+    for engine in sorted(engines, key=lambda engine: not isinstance(engine, ChildEngine)):
         engine.shutdown()
