@@ -1,9 +1,12 @@
 """The quickstart's demo model on the CPU, AR vs Orthrus, on held-out prompts of the shipped prompt set.
 
-    python -m bench.demo_cpu --block-sizes 4,8,16 --threads 1,2 --prompts 8 --max-new-tokens 128
+    python -m bench.demo_cpu --block-sizes 4,8,16 --adaptive --threads 1,2 --batch 1,4 --prompts 8 --max-new-tokens 128
 
-The same reference engine `orthrus serve` runs (batch 1, greedy, fp32); prints tau, tokens/s and
-the ratio to AR for every block size and thread count, and checks every output equals AR's.
+The same reference engine `orthrus serve` runs (greedy, fp32; --batch requests decoded together);
+prints tau, tokens/s and the ratio to AR for every block size (and the adaptive policy over the
+largest: each step picks B from 1, 2, 4, .. by expected tokens per second), every thread count and
+batch size, the acceptance rate of the first draft positions (P(draft i accepted | drafts before
+it were)) at each B, and checks every output equals AR's.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import time
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--block-sizes", default="4,8,16")
+    ap.add_argument("--adaptive", action="store_true", help="add the adaptive policy over the largest block size")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--batch", default="1", help="requests decoded together, comma-separated")
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args(argv)
@@ -29,30 +34,45 @@ def main(argv: list[str] | None = None) -> int:
     from orthrus_sglang.train.prompt_set import prompt_set
 
     blocks = [int(b) for b in args.block_sizes.split(",")]
+    modes = [("ar", 8)] + [("fixed", b) for b in blocks] + ([("adaptive", max(blocks))] if args.adaptive else [])
     texts = [p["prompt"] if isinstance(p, dict) and "prompt" in p else p
              for p in prompt_set("heldout", args.prompts)]
     params = SamplingParams(max_new_tokens=args.max_new_tokens)
-    print("| threads | mode | B | tau | tok/s | vs AR | outputs equal AR |\n|---|---|---|---|---|---|---|")
+    print("| threads | batch | mode | B | tau | tok/s | vs AR | outputs equal AR | accept rate, drafts 1/2/3 | "
+          "steps by B |\n|---|---|---|---|---|---|---|---|---|---|")
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        results = {}
-        for B in [None] + blocks:
-            engine = Engine(ensure_demo_model(block_size=B or 8, progress=False), block_size=B or 8, max_batch_size=1)
-            prompts = [encode_prompt(engine.tokenizer, t) for t in texts]
-            engine.generate(prompts[:1], SamplingParams(max_new_tokens=8), ar_only=B is None)  # warm-up
-            start, outs = time.perf_counter(), []
-            for p in prompts:
-                outs += engine.generate([p], params, ar_only=B is None)
-            seconds = time.perf_counter() - start
-            tokens = sum(o.stats.num_tokens for o in outs)
-            steps = sum(o.stats.num_steps for o in outs)
-            results[B] = (outs, tokens / seconds)
-            ar_outs, ar_rate = results[None]
-            tau = (tokens - len(outs)) / steps if B else 1.0  # decode tokens per decode step
-            same = sum(o.token_ids == a.token_ids for o, a in zip(outs, ar_outs))
-            print(f"| {threads} | {'orthrus' if B else 'ar'} | {B or '-'} | {tau:.2f} | {tokens / seconds:.1f} | "
-                  f"{tokens / seconds / ar_rate:.2f}x | {same}/{len(outs)} |", flush=True)
+        for batch in [int(b) for b in args.batch.split(",")]:
+            results = {}
+            for mode, B in modes:
+                engine = Engine(ensure_demo_model(block_size=B, progress=False), block_size=B, max_batch_size=batch,
+                                adaptive_block=mode == "adaptive")
+                prompts = [encode_prompt(engine.tokenizer, t) for t in texts]
+                engine.generate(prompts[:1], SamplingParams(max_new_tokens=8), ar_only=mode == "ar")  # warm-up
+                start, outs = time.perf_counter(), []
+                for i in range(0, len(prompts), batch):
+                    outs += engine.generate(prompts[i : i + batch], params, ar_only=mode == "ar")
+                seconds = time.perf_counter() - start
+                tokens = sum(o.stats.num_tokens for o in outs)
+                steps = sum(o.stats.num_steps for o in outs)
+                results[mode, B] = (outs, tokens / seconds)
+                ar_outs, ar_rate = results["ar", 8]
+                tau = (tokens - len(outs)) / steps if mode != "ar" else 1.0  # decode tokens per decode step
+                same = sum(o.token_ids == a.token_ids for o, a in zip(outs, ar_outs))
+                rates = _position_rates(outs) if mode == "fixed" else []
+                policy = engine.block_policy.snapshot()["steps_by_block_size"] if mode == "adaptive" else ""
+                print(f"| {threads} | {batch} | {mode} | {B if mode != 'ar' else '-'} | {tau:.2f} | "
+                      f"{tokens / seconds:.1f} | {tokens / seconds / ar_rate:.2f}x | {same}/{len(outs)} | "
+                      f"{' / '.join(f'{r:.2f}' for r in rates[:3])} | {policy} |", flush=True)
     return 0
+
+
+def _position_rates(outs) -> list[float]:
+    """P(draft i accepted | drafts 1..i-1 accepted), pooled over the requests, i = 1, 2, ..."""
+    accepted = [sum(x) for x in zip(*(o.stats.accepted_per_position for o in outs))]
+    hist = [sum(x) for x in zip(*(o.stats.accept_length_histogram for o in outs))]
+    reached = [sum(hist[i:]) for i in range(len(hist))]  # steps that verified draft i+1: n >= i
+    return [a / r if r else 0.0 for a, r in zip(accepted, reached)]
 
 
 if __name__ == "__main__":

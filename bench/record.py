@@ -21,6 +21,9 @@ class Mode:
     name: str  # "AR" | "ORTHRUS" | "DFLASH"
     block_size: int | None = None
     pinned_tau: float | None = None  # SGLANG_SIMULATE_ACC_LEN: acceptance pinned, NOT lossless
+    # ORTHRUS_SIMULATE_ACCEPT_RATE: each draft accepted with this probability after its predecessors
+    # (a geometric profile per request), NOT lossless
+    accept_rate: float | None = None
     fp8_drafts: bool = False  # ORTHRUS only: the draft pass reads fp8 weights (ORTHRUS_FP8_DRAFTS)
     sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
 
@@ -35,6 +38,8 @@ class Mode:
             parts.append(f"B={self.block_size}")
         if self.pinned_tau:
             parts.append(f"tau pinned {self.pinned_tau:g}")
+        if self.accept_rate:
+            parts.append(f"acceptance {self.accept_rate:g}/draft")
         return " ".join(parts)
 
 
@@ -92,7 +97,7 @@ class RunResult:
     algorithm: str  # Mode.name
     block_size: int | None
     pinned_tau: float | None
-    lossless: bool  # False when acceptance was pinned
+    lossless: bool  # False when acceptance was pinned or simulated
     dataset: str
     concurrency: int
     num_requests: int
@@ -131,7 +136,7 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
     ttfts = [t.ttft_s * 1e3 for t in timings]
     return RunResult(
         mode=mode.label, algorithm=mode.algorithm, block_size=mode.block_size, pinned_tau=mode.pinned_tau,
-        lossless=mode.pinned_tau is None, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
+        lossless=mode.pinned_tau is None and mode.accept_rate is None, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
         prompt_len=statistics.fmean(t.prompt_len for t in timings), out_len=statistics.fmean(outs), wall_s=wall_s,
         total_tok_s=sum(outs) / wall_s,
         per_request_tok_s=statistics.fmean(n / t.e2e_s for t, n in zip(timings, outs)),

@@ -28,7 +28,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _tau(run: dict) -> str:
-    return f"{run['tau']:.2f}" + ("*" if run["pinned_tau"] is not None else "")
+    return f"{run['tau']:.2f}" + ("*" if not run.get("lossless", run["pinned_tau"] is None) else "")
 
 
 def _equal(run: dict) -> str:
@@ -225,9 +225,11 @@ def render(results: dict, images: list[str] = ()) -> str:
         sections.append(acceptance)
     notes = [("tau: tokens per verify step, bonus included (1 for AR). Speedup vs AR: total tok/s over AR's in "
               "the same cell. Outputs equal: every request's tokens are AR's (lossless modes only).")]
-    if any(r["pinned_tau"] is not None for r in runs):
-        notes.append("\\* tau pinned (SGLANG_SIMULATE_ACC_LEN): acceptance is simulated, so these rows are NOT "
-                     "lossless and their outputs are not compared; they measure speed at that tau only.")
+    if any(not r.get("lossless", r["pinned_tau"] is None) for r in runs):
+        notes.append("\\* acceptance simulated (tau pinned: SGLANG_SIMULATE_ACC_LEN, every request the same length; "
+                     "'acceptance r/draft': ORTHRUS_SIMULATE_ACCEPT_RATE, each draft accepted with probability r "
+                     "after its predecessors): these rows are NOT lossless and their outputs are not compared; "
+                     "they measure speed at that acceptance only.")
     sections.append("\n\n".join(notes))
     sections += [f"![{name}]({name})" for name in images]
     return "\n\n".join(sections) + "\n"

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
     ap.add_argument("--simulate-tau", type=floats, default=[], help="pin ORTHRUS acceptance at these taus "
                     "(SGLANG_SIMULATE_ACC_LEN; not lossless); default: the model's own")
+    ap.add_argument("--simulate-accept-rate", type=floats, default=[], help="ORTHRUS modes at these per-draft "
+                    "acceptance rates r (ORTHRUS_SIMULATE_ACCEPT_RATE: geometric, tau = (1 - r^B) / (1 - r); not "
+                    "lossless), beside --simulate-tau's")
     ap.add_argument("--dflash-tau", type=floats, default=[6.49, 9.6], help="DFLASH pinned taus (empty: unpinned)")
     ap.add_argument("--dflash-block-size", type=int, default=16)
     ap.add_argument("--concurrency", type=ints, default=[1, 4, 8, 16, 32, 64])
@@ -132,6 +135,8 @@ def _check(args) -> list[str]:
             p.append("--block-sizes must list block sizes >= 2")
         elif args.simulate_tau and not (1 <= min(args.simulate_tau) and max(args.simulate_tau) <= min(args.block_sizes)):
             p.append("--simulate-tau values must be in [1, smallest block size]")
+        if args.simulate_accept_rate and not all(0 < r < 1 for r in args.simulate_accept_rate):
+            p.append("--simulate-accept-rate values must be in (0, 1)")
     if "dflash" in args.modes:
         if args.dflash_block_size < 2:
             p.append("--dflash-block-size must be >= 2")
@@ -164,8 +169,9 @@ def build_modes(args) -> list[Mode]:
     for name, fp8, sampled in (("orthrus", False, False), ("orthrus-sd", False, True), ("orthrus-fp8", True, False)):
         if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if fp8 else args.block_sizes
-            modes += [Mode("ORTHRUS", b, tau, fp8_drafts=fp8, sampled_drafts=sampled) for b in sizes
-                      for tau in (args.simulate_tau or [None])]
+            simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]
+            modes += [Mode("ORTHRUS", b, tau, accept_rate=rate, fp8_drafts=fp8, sampled_drafts=sampled) for b in sizes
+                      for tau, rate in (simulated or [(None, None)])]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau) for tau in (args.dflash_tau or [None])]
     return modes

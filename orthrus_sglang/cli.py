@@ -38,6 +38,9 @@ def add_generate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, 1: off" + D)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: none, a random one)")
     p.add_argument("--block-size", type=int, default=None, help="draft block size B (default: the checkpoint's)")
+    p.add_argument("--block-policy", default="fixed", choices=["fixed", "adaptive"],
+                   help="fixed: every step drafts B-1 tokens; adaptive: each step picks B from 1 (AR), 2, 4, .. B "
+                        "by expected tokens per second" + D)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ..." + D)
     p.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weights and compute dtype" + D)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
@@ -56,7 +59,7 @@ def cmd_generate(args) -> int:
     params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed)
     engine = Engine(args.model, device=args.device, dtype=_dtype(args.dtype), block_size=args.block_size,
-                    max_batch_size=1, max_seq_len=None)
+                    max_batch_size=1, max_seq_len=None, adaptive_block=args.block_policy == "adaptive")
     prompt_ids = encode_prompt(engine.tokenizer, args.prompt, raw=args.raw)
     bar = tqdm(total=params.max_new_tokens, unit="tok", desc="generating", file=sys.stderr, leave=False,
                disable=args.json or not sys.stderr.isatty())
@@ -69,7 +72,7 @@ def cmd_generate(args) -> int:
     if args.json:
         print(json.dumps({"prompt_token_ids": prompt_ids, "token_ids": result.token_ids, "text": text,
                           "finish_reason": result.finish_reason, "mode": "ar" if args.ar else "orthrus",
-                          "seconds": elapsed, "stats": stats}))
+                          "seconds": elapsed, "stats": stats, "block_policy": engine.block_policy.snapshot()}))
         return 0
     print(text)
     print(f"\n[{'ar' if args.ar else 'orthrus'}] {stats['num_tokens']} tokens (1 from the prefill, the rest in "
@@ -78,6 +81,8 @@ def cmd_generate(args) -> int:
     if not args.ar:
         print(f"accepted per draft position: {stats['accepted_per_position']}\n"
               f"accept-length histogram (n drafts accepted -> steps): {stats['accept_length_histogram']}", file=sys.stderr)
+        if engine.block_policy.is_adaptive:
+            print(f"steps by block size (adaptive): {engine.block_policy.snapshot()['steps_by_block_size']}", file=sys.stderr)
     return 0
 
 

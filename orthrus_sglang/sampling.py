@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .keyed_race import fused_race_enabled, keyed_race
+
 # Below this temperature a request is decoded greedily (argmax), the Orthrus default.
 GREEDY_TEMPERATURE = 1e-5
 
@@ -163,6 +165,8 @@ def sample_keyed(probs: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
     The hash works in int64 over [rows, V]: rows are raced a few at a time to bound that memory."""
     vocab = probs.shape[-1]
     flat, flat_keys = probs.reshape(-1, vocab), keys.reshape(-1)
+    if fused_race_enabled(probs.device):  # one Triton kernel, the same tokens (keyed_race.py)
+        return keyed_race(flat.float(), flat_keys).view(probs.shape[:-1])
     cols = torch.arange(vocab, device=probs.device)
     step = max(1, _race_elements(probs.device) // max(vocab, 1))
     drawn = [race(flat[i : i + step], exponentials(flat_keys[i : i + step], cols))

@@ -28,6 +28,8 @@ FLAGS = {
     "--device": ("device", str, "embedded engine device: auto, cpu, cuda, cuda:1 ... (default: auto)"),
     "--dtype": ("dtype", str, "auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16 (default: auto)"),
     "--block-size": ("block_size", int, "Orthrus block size B (default: the checkpoint's)"),
+    "--block-policy": ("block_policy", str, "fixed: every step drafts B-1 tokens; adaptive: each step picks B from "
+                                            "1 (AR), 2, 4, .. B by expected tokens per second (default: fixed)"),
     "--max-batch-size": ("max_batch_size", int, "embedded engine batch slots (default: 8)"),
     "--max-seq-len": ("max_seq_len", int, "context limit, prompt + generation (default: the engine's)"),
     "--threads": ("threads", int, "torch CPU threads of the embedded engine (default: $ORTHRUS_THREADS, else half "

@@ -41,6 +41,13 @@ class Metrics:
                                      registry=r)
         self.backend_waiting = Gauge("orthrus_backend_waiting_sequences", "Sequences queued inside the backend",
                                      registry=r)
+        # From the engine's block-size policy (embedded backend), read at each scrape.
+        self.block_steps = Gauge("orthrus_block_size_request_steps", "Request-steps decoded at each block size "
+                                 "since start (1: plain AR steps of the adaptive policy)", ["block_size"], registry=r)
+        self.block_tau = Gauge("orthrus_block_size_tau", "Tokens per request-step at each block size since start",
+                               ["block_size"], registry=r)
+        self.draft_acceptance = Gauge("orthrus_draft_acceptance_rate", "The policy's recent estimate of P(draft i "
+                                      "accepted | drafts before it accepted), by position i", ["position"], registry=r)
 
     def observe_sequence(self, stats: OrthrusStats | None) -> None:
         if stats is None or stats.num_steps == 0:
@@ -59,7 +66,13 @@ class Metrics:
             if count:
                 self.accept_length.labels(accepted=str(n)).inc(count)
 
-    def render(self, load: tuple[int, int]) -> bytes:
+    def render(self, load: tuple[int, int], block_policy: dict | None = None) -> bytes:
         self.backend_running.set(load[0])
         self.backend_waiting.set(load[1])
+        if block_policy is not None:
+            for b, steps in block_policy["steps_by_block_size"].items():
+                self.block_steps.labels(block_size=str(b)).set(steps)
+                self.block_tau.labels(block_size=str(b)).set(block_policy["tau_by_block_size"][b])
+            for i, rate in enumerate(block_policy["acceptance_by_position"]):
+                self.draft_acceptance.labels(position=str(i + 1)).set(rate)
         return generate_latest(self.registry)

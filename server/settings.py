@@ -29,6 +29,9 @@ class GatewaySettings(BaseSettings):
     device: str = "auto"  # auto: cuda if available, else cpu
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: fp32 on cpu, bf16 on cuda
     block_size: int | None = Field(None, ge=1)
+    # fixed: every step uses block_size; adaptive: each step picks B in 1 (AR), 2, 4, .. block_size by
+    # expected tokens per second (orthrus_sglang/block_policy.py).
+    block_policy: Literal["fixed", "adaptive"] = "fixed"
     max_batch_size: int = Field(8, ge=1)
     max_seq_len: int | None = Field(None, ge=2)
     # torch CPU threads; None: half the CPUs this process may use, at most 8, unless OMP_NUM_THREADS

@@ -40,6 +40,23 @@ def test_generate_ar_raw_and_block_size(tiny_qwen3):
     assert ar["stats"]["tau"] == 1.0 and orthrus["stats"]["block_size"] == 8
 
 
+def test_generate_adaptive_block_policy(tiny_qwen3):
+    ar = json.loads(run_cli("generate", "--model", tiny_qwen3, "--prompt", "abc", "--raw", "--ar",
+                            "--max-new-tokens", 24, "--json").stdout)
+    out = run_cli("generate", "--model", tiny_qwen3, "--prompt", "abc", "--raw", "--block-size", 8,
+                  "--block-policy", "adaptive", "--max-new-tokens", 24, "--json")
+    adaptive = json.loads(out.stdout)
+    assert adaptive["token_ids"] == ar["token_ids"]
+    policy = adaptive["block_policy"]
+    assert policy["adaptive"] and policy["candidates"] == [1, 2, 4, 8]
+    assert sum(policy["steps_by_block_size"].values()) == adaptive["stats"]["num_steps"]
+    human = run_cli("generate", "--model", tiny_qwen3, "--prompt", "abc", "--block-policy", "adaptive",
+                    "--max-new-tokens", 8)
+    assert human.returncode == 0 and "steps by block size (adaptive)" in human.stderr, human.stderr
+    bad = run_cli("generate", "--model", tiny_qwen3, "--prompt", "abc", "--block-policy", "smart")
+    assert bad.returncode == 2 and "invalid choice: 'smart'" in bad.stderr
+
+
 def test_generate_human_output_and_sampling_flags(tiny_qwen3):
     out = run_cli("generate", "--model", tiny_qwen3, "--prompt", "hi", "--temperature", "0.8", "--top-k", 20,
                   "--top-p", "0.9", "--seed", 3, "--max-new-tokens", 8)

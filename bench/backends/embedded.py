@@ -35,8 +35,9 @@ class EmbeddedBackend:
     def __init__(self, args):
         if "dflash" in args.modes:
             raise ValueError("the embedded backend has no DFLASH mode (use --backend sglang)")
-        if args.simulate_tau:
-            raise ValueError("the embedded backend cannot pin acceptance (--simulate-tau needs --backend sglang)")
+        if args.simulate_tau or args.simulate_accept_rate:
+            raise ValueError("the embedded backend cannot pin acceptance (--simulate-tau and --simulate-accept-rate "
+                             "need --backend sglang)")
         if "orthrus-sd" in args.modes:
             raise ValueError("the embedded engine always draws sampled requests' drafts from q: use --modes orthrus")
         if args.shape not in (None, TINY):
@@ -89,7 +90,7 @@ class EmbeddedBackend:
         }
 
     def open(self, mode: Mode) -> EmbeddedSession:
-        if mode.name == "DFLASH" or mode.pinned_tau is not None:
+        if mode.name == "DFLASH" or mode.pinned_tau is not None or mode.accept_rate is not None:
             raise ValueError(f"the embedded backend cannot run {mode.label}: it has no DFLASH and no pinned acceptance")
         if mode.name not in ("AR", "ORTHRUS"):
             raise ValueError(f"unknown mode {mode.name!r}")

@@ -157,8 +157,10 @@ class SGLangBackend:
     def open(self, mode: Mode) -> SGLangSession:
         import sglang
 
-        for key in SIMULATE_ENV:  # the scheduler process reads these at import: set before each start
+        for key in SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE",):  # read by the scheduler: set before each start
             os.environ.pop(key, None)
+        if mode.accept_rate:
+            os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)
         os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if mode.fp8_drafts else "0"
         if mode.pinned_tau:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),

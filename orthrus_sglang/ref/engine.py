@@ -8,6 +8,7 @@ Requests join and leave between steps; each ``step`` prefills the newly admitted
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import torch
 
 from .. import step
 from ..accept import RowSampling
+from ..block_policy import BlockPolicy
 from ..logprobs import LogprobRequest, TokenLogprob, token_logprobs
 from ..sampling import SamplingParams, candidate_bound
 from ..stats import DecodeStats
@@ -69,7 +71,9 @@ class Engine:
     def __init__(self, model_path: str | Path | None = None, *, model: OrthrusForCausalLM | None = None,
                  tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  block_size: int | None = None, max_batch_size: int = 8, max_seq_len: int | None = None,
-                 fp8_drafts: bool = False):
+                 fp8_drafts: bool = False, adaptive_block: bool = False):
+        """block_size: B (default: the checkpoint's); adaptive_block: each step picks its B from 1 (AR), the
+        powers of two below B and B itself, by expected tokens per second (block_policy.py)."""
         if (model_path is None) == (model is None):
             raise ValueError("pass exactly one of model_path or model")
         if model is None:
@@ -86,6 +90,7 @@ class Engine:
         self.block_size = block_size or self.config.block_size
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        self.block_policy = BlockPolicy.adaptive(self.block_size) if adaptive_block else BlockPolicy.fixed(self.block_size)
         self.max_seq_len = max_seq_len or min(self.config.max_position_embeddings, DEFAULT_MAX_SEQ_LEN)
         # A verify block may run up to B-1 positions past the last token a request can keep.
         self.cache = model.new_cache(max_batch_size, self.max_seq_len + self.block_size)
@@ -213,20 +218,25 @@ class Engine:
             self._score(r, logits[i], emitted)
 
     def _orthrus_step(self, reqs: list[Request], emitted: _Emitted) -> None:
-        """make_block -> draft -> verify -> accept -> commit (orthrus_sglang/step.py)."""
-        batch = self._batch(reqs, self.block_size)
+        """make_block -> draft -> verify -> accept -> commit (orthrus_sglang/step.py), at the block size
+        the policy picks for this batch size (always self.block_size unless adaptive)."""
+        start = time.perf_counter()
+        B = self.block_policy.choose(len(reqs))
+        batch = self._batch(reqs, B)
         rows = self._rows(reqs, self.config.vocab_size)  # once per step: draft and accept share it
-        block = step.make_block(self._tensor([r.last_token for r in reqs]), self.block_size, self.config.mask_token_id)
+        block = step.make_block(self._tensor([r.last_token for r in reqs]), B, self.config.mask_token_id)
         drafts, draft_dist = self.draft(reqs, block, batch, rows)
         block[:, 1:] = drafts
         target_logits = self.verify(block, batch)
         num_accepted, bonus = self.accept(reqs, drafts, draft_dist, target_logits, rows)
-        self.commit(reqs, drafts, num_accepted, bonus, target_logits, emitted)
+        accepted = self.commit(reqs, drafts, num_accepted, bonus, target_logits, emitted)
+        # commit read the results back to the host: the time covers the whole step on any device.
+        self.block_policy.observe(len(reqs), B, accepted, time.perf_counter() - start)
 
     def draft(self, reqs: list[Request], block: torch.Tensor, batch: ForwardBatch, rows: RowSampling):
         """Diffusion view over [t, MASK x (B-1)]: drafts [bs, B-1] and, when any row samples, q
         (greedy rows: the argmax; sampled rows: a draw from q, filtered as p is)."""
-        if self.block_size == 1:
+        if block.shape[1] == 1:  # B = 1: plain AR, no draft pass
             return block[:, 1:], None
         drafts, dist = step.draft(self.model(block, self.cache, batch, "diff"), rows, batch.cached_lens)
         if self.draft_hook is not None:
@@ -241,12 +251,15 @@ class Engine:
         """Greedy rows by prefix match, sampled rows by rejection sampling against q (step.accept)."""
         return step.accept(drafts, target_logits, rows, self._tensor([r.committed_len for r in reqs]), draft_dist)
 
-    def commit(self, reqs, drafts, num_accepted, bonus, target_logits, emitted: _Emitted) -> None:
+    def commit(self, reqs, drafts, num_accepted, bonus, target_logits, emitted: _Emitted) -> list[int]:
+        """Emit each request's accepted drafts and bonus; returns the accepted draft counts."""
         tokens, lengths = step.commit(drafts, num_accepted, bonus)
-        for i, (r, row, length) in enumerate(zip(reqs, tokens.tolist(), lengths.tolist())):
+        lengths = lengths.tolist()
+        for i, (r, row, length) in enumerate(zip(reqs, tokens.tolist(), lengths)):
             r.stats.record_step(length - 1)
             emitted.tokens[r.request_id] = r.commit(row[:length], self.eos_token_ids)
             self._score(r, target_logits[i], emitted)  # verify row j produced emitted token j
+        return [length - 1 for length in lengths]
 
     # ---- logprobs ----------------------------------------------------------------------
     def _score(self, r: Request, logits: torch.Tensor, emitted: _Emitted) -> None:

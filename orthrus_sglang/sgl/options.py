@@ -6,6 +6,12 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   preparing the next). 0 falls back to the server's attention backend.
 - ``ORTHRUS_FP8_DRAFTS`` (default 0): the draft pass reads fp8 copies of the MLP, diffusion
   attention and lm_head weights (see orthrus_sglang/fp8.py). Lossless: only the verify pass decides tokens.
+- ``ORTHRUS_FUSED_RACE`` (default 0): keyed draws over the vocabulary as one Triton kernel
+  (orthrus_sglang/keyed_race.py; read there, by both engines).
+- ``ORTHRUS_SIMULATE_ACCEPT_RATE`` (benchmarks only, NOT lossless): every request accepts each
+  draft with this probability once the drafts before it were accepted (a geometric profile,
+  tau = (1 - r^B) / (1 - r)), instead of what the model accepted; SGLang's own switch,
+  SGLANG_SIMULATE_ACC_LEN, pins one length for every request instead.
 - ``ORTHRUS_DEFAULT_BLOCK_SIZE`` (default 16): block size when ``--speculative-num-draft-tokens``
   is not given (capped at the checkpoint's ``block_size``).
 """
@@ -53,6 +59,20 @@ def use_block_attention() -> bool:
 
 def use_fp8_drafts() -> bool:
     return _flag("ORTHRUS_FP8_DRAFTS", False)
+
+
+def simulated_accept_rate() -> float | None:
+    """ORTHRUS_SIMULATE_ACCEPT_RATE in (0, 1), or None when unset (pinned_acceptance.geometric_accepted)."""
+    value = os.environ.get("ORTHRUS_SIMULATE_ACCEPT_RATE", "").strip()
+    if not value:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"ORTHRUS_SIMULATE_ACCEPT_RATE={value!r}: expected a probability in (0, 1)")
+    return rate
 
 
 def default_block_size(checkpoint_block_size: int) -> int:

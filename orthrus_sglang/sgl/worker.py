@@ -19,7 +19,8 @@ from ..accept import DraftDist, RowSampling, greedy_accept
 from ..sampling import candidate_bound
 from . import compat, step_buffers, verify_logits
 from .metrics import OrthrusMetrics
-from .pinned_acceptance import pin_commit_length
+from .options import simulated_accept_rate
+from .pinned_acceptance import geometric_accepted, pin_commit_length
 from .step_buffers import StepBuffers
 from .step_info import OrthrusDraftInput, OrthrusVerifyInput
 
@@ -84,6 +85,9 @@ class OrthrusWorker(compat.BaseSpecWorker):
         self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
         self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
         self.metrics = OrthrusMetrics.create(settings, self.block_size)
+        self.simulated_accept_rate = simulated_accept_rate()  # benchmarks only (pinned_acceptance.py)
+        if self.simulated_accept_rate is not None and compat.simulated_commit_len(self.block_size) is not None:
+            raise ValueError("set ORTHRUS_SIMULATE_ACCEPT_RATE or SGLANG_SIMULATE_ACC_LEN, not both")
         logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
 
     def _max_batch_size(self, settings) -> int:
@@ -170,6 +174,8 @@ class OrthrusWorker(compat.BaseSpecWorker):
         _, lengths = step.commit(drafts, num_accepted, bonus, out=out_tokens)
         commit_lens.copy_(lengths)
         pinned = compat.simulated_commit_len(B)  # SGLang's pinned-acceptance benchmark switch
+        if self.simulated_accept_rate is not None:  # ours: a geometric profile, per request
+            pinned = geometric_accepted(self.simulated_accept_rate, bs, B, self.device) + 1
         if pinned is not None:
             pin_commit_length(pinned, candidates=candidates, target_top1=target_top1,
                               real_drafts=compat.simulated_uses_real_drafts(), accept_len=accept_len,

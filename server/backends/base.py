@@ -113,6 +113,11 @@ class Backend(ABC):
         """(running, waiting) sequences inside the backend, for metrics; cheap, never blocks."""
         return 0, 0
 
+    def block_policy(self) -> dict | None:
+        """The engine's block-size choices (orthrus_sglang.block_policy.BlockPolicy.snapshot), or None
+        where the backend does not report them; cheap, never blocks."""
+        return None
+
 
 async def wait_shielded(fut: asyncio.Future):
     """Await `fut` to its end even through cancellations (for bounded cleanup such as closing a stream: a

@@ -84,7 +84,8 @@ class EmbeddedBackend(Backend):
         s = self.settings
         device, dtype = resolve_device_dtype(s.device, s.dtype)
         return Engine(s.model, device=device, dtype=dtype, block_size=s.block_size,
-                      max_batch_size=s.max_batch_size, max_seq_len=s.max_seq_len)
+                      max_batch_size=s.max_batch_size, max_seq_len=s.max_seq_len,
+                      adaptive_block=s.block_policy == "adaptive")
 
     async def close(self) -> None:
         if self.worker is not None:
@@ -117,3 +118,6 @@ class EmbeddedBackend(Backend):
 
     def load(self) -> tuple[int, int]:
         return (self.worker.running, self.worker.waiting) if self.worker else (0, 0)
+
+    def block_policy(self) -> dict | None:
+        return self.worker.block_policy if self.worker else None

@@ -40,7 +40,8 @@ async def metrics(request: Request):
     state = gateway(request)
     state.metrics.queue_depth.set(len(state.admission.waiting))
     state.metrics.active.set(state.admission.active)
-    return Response(state.metrics.render(state.backend.load()), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.render(state.backend.load(), state.backend.block_policy()),
+                    media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/orthrus/stats")
@@ -54,7 +55,7 @@ async def live_stats(request: Request):
     return {"model": state.settings.model_id, "backend": state.backend.kind, "block_size": block_size,
             "uptime_s": round(time.time() - state.started_at, 1), "running": running, "waiting": waiting,
             "active_requests": state.admission.active, "queued_requests": len(state.admission.waiting),
-            **state.live.snapshot()}
+            "block_policy": state.backend.block_policy(), **state.live.snapshot()}
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -143,6 +143,8 @@ def test_temperatures_side_by_side_on_one_engine(tmp_path, capsys):
     (["--backend", "nope"], "invalid choice"),
     (["--modes", "ar,dflash"], "no DFLASH"),  # the embedded backend refuses before loading anything
     (["--simulate-tau", "2", "--block-sizes", "4"], "cannot pin acceptance"),
+    (["--simulate-accept-rate", "1.0"], "--simulate-accept-rate"),
+    (["--simulate-accept-rate", "0.9", "--block-sizes", "4"], "cannot pin acceptance"),
     (["--temperature", "0,-1"], "--temperature"),
     (["--temperature", ""], "--temperature"),
     (["--backend", "sglang", "--shape", "nosuch"], "not a known shape (qwen3-8b)"),

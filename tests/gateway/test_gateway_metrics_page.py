@@ -144,3 +144,22 @@ def test_every_request_counted_once_by_status(busy):
     total = sum(v for (name, _), v in after.items() if name == "orthrus_requests_total")
     assert total - sum(v for (name, _), v in before.items() if name == "orthrus_requests_total") == len(sent) + 1
     assert after[("orthrus_requests_aborted_total", ())] == before[("orthrus_requests_aborted_total", ())]
+
+
+def test_adaptive_block_policy_is_reported(tiny_ckpt):
+    """--block-policy adaptive through the settings: the engine picks B per step, /metrics and /orthrus/stats
+    show the steps per chosen B (they add up to the decode steps) and the policy's acceptance estimate."""
+    with LiveServer(settings(tiny_ckpt, block_policy="adaptive", max_batch_size=4)) as server:
+        for p in PROMPTS[:3]:
+            r = httpx.post(server.url + "/v1/completions", json={"prompt": p, "max_tokens": 24, "ignore_eos": True},
+                           timeout=60)
+            assert r.status_code == 200, r.text
+        m = samples(httpx.get(server.url + "/metrics", timeout=10).text)
+        stats = httpx.get(server.url + "/orthrus/stats", timeout=10).json()
+    policy = stats["block_policy"]
+    assert policy["adaptive"] and policy["candidates"] == [1, 2, 4]
+    by_block = {b: m[("orthrus_block_size_request_steps", (("block_size", str(b)),))] for b in (1, 2, 4)}
+    assert sum(by_block.values()) == m[("orthrus_decode_steps_total", ())] > 0
+    assert all(v > 0 for v in by_block.values())  # each candidate's cost is measured before any is preferred
+    assert {int(b): v for b, v in policy["steps_by_block_size"].items()} == by_block
+    assert len(policy["acceptance_by_position"]) == 3

@@ -85,3 +85,38 @@ def test_sglang_session_samples_at_the_cell_temperature(tmp_path):
     assert out(first) == out(second)  # sampling_seed = the request's index
     assert out(first) != out(greedy)
     assert all(t.verify_steps > 0 and sum(t.accept_histogram) == t.verify_steps for t in first)
+
+
+def test_simulated_geometric_acceptance_on_cpu(tmp_path):
+    """--simulate-accept-rate (ORTHRUS_SIMULATE_ACCEPT_RATE) through SGLang's CPU engine: each request
+    accepts draft i with probability r after its predecessors, whatever the model drafted, so the
+    per-position rates are near r and tau near (1 - r^B) / (1 - r); outputs are the fixed token."""
+    require_sglang()
+    from orthrus_sglang.sgl.pinned_acceptance import FIXED_TOKEN_ID
+
+    B, rate = 8, 0.7
+    model = write_tiny_checkpoint(tmp_path / "ckpt", block_size=B)
+    args = throughput.parse_args(["--backend", "sglang", "--device", "cpu", "--model", str(model), "--modes", "orthrus",
+                                  "--block-sizes", str(B), "--simulate-accept-rate", str(rate), "--concurrency", "4",
+                                  "--prompt-len", "12", "--out-len", "64", "--contexts", ""])
+    (mode,) = throughput.build_modes(args)
+    assert mode.accept_rate == rate and mode.label == f"ORTHRUS B={B} acceptance {rate:g}/draft"
+    backend = throughput.get_backend("sglang", args)
+    session = backend.open(mode)
+    try:
+        timings = session.generate(synthetic(8, 12, 260, "test", low=100), 64, 4, 0.0)
+    finally:
+        session.close()
+        backend.close()
+    histogram = [sum(c) for c in zip(*(t.accept_histogram for t in timings))]
+    steps = sum(histogram)
+    reached = [sum(histogram[i - 1:]) for i in range(1, B)]  # steps that verified draft i: n >= i - 1
+    accepted = [sum(histogram[i:]) for i in range(1, B)]  # steps that accepted it: n >= i
+    rates = [a / r for a, r in zip(accepted, reached) if r >= 40]
+    tau = sum((n + 1) * c for n, c in enumerate(histogram)) / steps
+    print(f"\n[geometric r={rate}] steps {steps}, tau {tau:.2f} (expected {(1 - rate ** B) / (1 - rate):.2f}), "
+          f"rates {[round(r, 2) for r in rates]}")
+    assert steps > 100 and len(rates) >= 3
+    assert all(abs(r - rate) < 0.15 for r in rates)  # > 4 standard errors at >= 40 draws
+    assert abs(tau - (1 - rate ** B) / (1 - rate)) < 0.5
+    assert all(set(t.output_ids[1:]) == {FIXED_TOKEN_ID} for t in timings)
