@@ -1,4 +1,5 @@
-"""The live page at `/`: tau, acceptance by draft position and tokens/s, polled from /orthrus/stats.
+"""The live page at `/`: tau, acceptance by draft position, tokens/s and (adaptive block policy) the
+steps per chosen block size, polled from /orthrus/stats.
 
 Plain HTML + canvas, no external scripts (the page must work offline). Kept as a Python string
 so that it ships inside the package without package-data configuration.
@@ -21,7 +22,8 @@ PAGE_HTML = """<!doctype html>
 <body>
 <h1>Orthrus gateway</h1>
 <div class="sub"><span id="model">&hellip;</span> &middot; backend <span id="backend">&hellip;</span>
- &middot; block size <span id="block">&hellip;</span> &middot; <span id="status">connecting</span></div>
+ &middot; block size <span id="block">&hellip;</span><span id="policy"></span> &middot;
+ <span id="status">connecting</span></div>
 <div class="kpis">
  <div class="kpi"><b id="tau">&ndash;</b><span>tau (tokens / step)</span></div>
  <div class="kpi"><b id="tps">&ndash;</b><span>tokens / s (last 5 s)</span></div>
@@ -76,6 +78,9 @@ async function refresh() {
     const s = await r.json();
     $('model').textContent = s.model; $('backend').textContent = s.backend;
     $('block').textContent = s.block_size ?? '?';
+    const p = s.block_policy;  // adaptive: request-steps per chosen block size
+    $('policy').textContent = p && p.adaptive ? ' (adaptive; steps by B: ' +
+      Object.entries(p.steps_by_block_size).map(([b, n]) => b + ': ' + n).join(', ') + ')' : '';
     const recent = s.series.slice(-5).reduce((a, p) => a + p.tokens_per_s, 0) / 5;
     $('tau').textContent = s.steps ? s.tau.toFixed(2) : '–';
     $('tps').textContent = recent.toFixed(1);

@@ -67,7 +67,9 @@ def test_policy_measures_unknown_costs_first_then_exploits():
         policy.observe(1, b, [b - 1], seconds=1.0)  # every draft accepted, every B costs the same
     assert seen == [1, 2, 4, 8]
     assert policy.choose(1) == 8
-    assert policy.choose(2) == 1  # another batch size: its own costs, measured first
+    assert policy.choose(2) == 8  # another batch size: batch size 1's costs until its own are measured
+    policy.observe(2, 8, [7, 7], seconds=3.0)
+    assert policy.costs.estimate(3, 8) == 3.0 and policy.costs.estimate(3, 4) == 1.0  # the nearest batch size
     assert BlockPolicy.fixed(8).choose(3) == 8 and not BlockPolicy.fixed(8).is_adaptive
 
 

@@ -146,7 +146,7 @@ def test_every_request_counted_once_by_status(busy):
     assert after[("orthrus_requests_aborted_total", ())] == before[("orthrus_requests_aborted_total", ())]
 
 
-def test_adaptive_block_policy_is_reported(tiny_ckpt):
+def test_adaptive_block_policy_is_reported(tiny_ckpt, tmp_path):
     """--block-policy adaptive through the settings: the engine picks B per step, /metrics and /orthrus/stats
     show the steps per chosen B (they add up to the decode steps) and the policy's acceptance estimate."""
     with LiveServer(settings(tiny_ckpt, block_policy="adaptive", max_batch_size=4)) as server:
@@ -156,6 +156,12 @@ def test_adaptive_block_policy_is_reported(tiny_ckpt):
             assert r.status_code == 200, r.text
         m = samples(httpx.get(server.url + "/metrics", timeout=10).text)
         stats = httpx.get(server.url + "/orthrus/stats", timeout=10).json()
+        dom = None
+        if CHROMIUM is not None:  # the live page shows the steps per chosen B
+            dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                                  f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=4000",
+                                  "--dump-dom", server.url + "/"], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
     policy = stats["block_policy"]
     assert policy["adaptive"] and policy["candidates"] == [1, 2, 4]
     by_block = {b: m[("orthrus_block_size_request_steps", (("block_size", str(b)),))] for b in (1, 2, 4)}
@@ -163,3 +169,6 @@ def test_adaptive_block_policy_is_reported(tiny_ckpt):
     assert all(v > 0 for v in by_block.values())  # each candidate's cost is measured before any is preferred
     assert {int(b): v for b, v in policy["steps_by_block_size"].items()} == by_block
     assert len(policy["acceptance_by_position"]) == 3
+    if dom is not None:
+        shown = ", ".join(f"{b}: {policy['steps_by_block_size'][str(b)]}" for b in (1, 2, 4))
+        assert f'<span id="policy"> (adaptive; steps by B: {shown})</span>' in dom
