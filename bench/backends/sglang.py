@@ -21,6 +21,7 @@ from ..record import Mode, RequestTiming, request_sampling
 from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
+MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_FP8_DRAFTS")
 DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published (docs/results.md)
 
 
@@ -155,9 +156,22 @@ class SGLangBackend:
         return write_shape(self.args.shape, mode.block_size, self.root)
 
     def open(self, mode: Mode) -> SGLangSession:
+        # The scheduler process reads these when it starts: set for this engine's start only, then
+        # restored, so that no later engine of this process (a test's, another mode's) inherits them.
+        saved = {key: os.environ.get(key) for key in MODE_ENV}
+        try:
+            return self._start(mode)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _start(self, mode: Mode) -> SGLangSession:
         import sglang
 
-        for key in SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE",):  # read by the scheduler: set before each start
+        for key in MODE_ENV:
             os.environ.pop(key, None)
         if mode.accept_rate:
             os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)

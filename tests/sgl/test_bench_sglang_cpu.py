@@ -6,6 +6,7 @@ server-info memory), on a tiny checkpoint. Checks completeness and losslessness,
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def test_simulated_geometric_acceptance_on_cpu(tmp_path):
     assert mode.accept_rate == rate and mode.label == f"ORTHRUS B={B} acceptance {rate:g}/draft"
     backend = throughput.get_backend("sglang", args)
     session = backend.open(mode)
+    assert "ORTHRUS_SIMULATE_ACCEPT_RATE" not in os.environ  # set for that engine's start only
     try:
         timings = session.generate(synthetic(8, 12, 260, "test", low=100), 64, 4, 0.0)
     finally:
