@@ -28,6 +28,11 @@ class Mode:
     sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
 
     @property
+    def simulated(self) -> bool:
+        """Acceptance pinned or simulated: not lossless, outputs not compared."""
+        return self.pinned_tau is not None or self.accept_rate is not None
+
+    @property
     def algorithm(self) -> str:
         return self.name + (" fp8" if self.fp8_drafts else "") + (" sampled-drafts" if self.sampled_drafts else "")
 
@@ -136,7 +141,7 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
     ttfts = [t.ttft_s * 1e3 for t in timings]
     return RunResult(
         mode=mode.label, algorithm=mode.algorithm, block_size=mode.block_size, pinned_tau=mode.pinned_tau,
-        lossless=mode.pinned_tau is None and mode.accept_rate is None, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
+        lossless=not mode.simulated, dataset=dataset, concurrency=concurrency, num_requests=len(timings),
         prompt_len=statistics.fmean(t.prompt_len for t in timings), out_len=statistics.fmean(outs), wall_s=wall_s,
         total_tok_s=sum(outs) / wall_s,
         per_request_tok_s=statistics.fmean(n / t.e2e_s for t, n in zip(timings, outs)),

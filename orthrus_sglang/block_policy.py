@@ -149,10 +149,6 @@ class BlockPolicy:
     def is_adaptive(self) -> bool:
         return len(self.candidates) > 1
 
-    @property
-    def max_block_size(self) -> int:
-        return self.candidates[-1]
-
     def choose(self, batch_size: int) -> int:
         if not self.is_adaptive:
             return self.candidates[0]
@@ -161,8 +157,10 @@ class BlockPolicy:
     def observe(self, batch_size: int, block_size: int, num_accepted: list[int], seconds: float | None) -> None:
         self.profile.observe(block_size, num_accepted)
         self.costs.observe(batch_size, block_size, seconds)
-        self.steps_by_block[block_size] = self.steps_by_block.get(block_size, 0) + len(num_accepted)
-        self.tokens_by_block[block_size] = self.tokens_by_block.get(block_size, 0) + sum(num_accepted) + len(num_accepted)
+        # block_size is always one of the candidates (choose), so these dicts never change size: the
+        # gateway may read snapshot() from another thread while the engine steps.
+        self.steps_by_block[block_size] += len(num_accepted)
+        self.tokens_by_block[block_size] += sum(num_accepted) + len(num_accepted)
 
     def snapshot(self) -> dict:
         """What /metrics and the live page show: the candidates, request-steps and tau per B, the profile."""
@@ -177,16 +175,16 @@ def choose_block_size(candidates: tuple[int, ...], profile: AcceptanceProfile, c
                       batch_size: int) -> int:
     """argmax over candidates of E[n + 1 | B] / step(bs, B) (StepCosts.estimate); a candidate never
     measured first (the smallest), and the stalest one every REFRESH_STEPS steps (StepCosts.stalest)."""
+    seconds = {b: costs.estimate(batch_size, b) for b in candidates}
     for b in candidates:
-        if costs.estimate(batch_size, b) is None:
+        if seconds[b] is None:
             return b
     stale = costs.stalest(batch_size, candidates)
     if stale is not None:
         return stale
     best, best_rate = candidates[0], -1.0
     for b in candidates:
-        seconds = costs.estimate(batch_size, b)
-        rate = profile.expected_tokens(b) / max(seconds, 1e-12)
+        rate = profile.expected_tokens(b) / max(seconds[b], 1e-12)
         if rate > best_rate:  # ties keep the smaller block: same speed, less work
             best, best_rate = b, rate
     return best

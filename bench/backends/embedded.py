@@ -90,7 +90,7 @@ class EmbeddedBackend:
         }
 
     def open(self, mode: Mode) -> EmbeddedSession:
-        if mode.name == "DFLASH" or mode.pinned_tau is not None or mode.accept_rate is not None:
+        if mode.name == "DFLASH" or mode.simulated:
             raise ValueError(f"the embedded backend cannot run {mode.label}: it has no DFLASH and no pinned acceptance")
         if mode.name not in ("AR", "ORTHRUS"):
             raise ValueError(f"unknown mode {mode.name!r}")

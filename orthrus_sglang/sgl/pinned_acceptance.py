@@ -11,6 +11,8 @@ model, tau = (1 - r^B) / (1 - r). The token rule is the one SGLang's DFLASH work
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 FIXED_TOKEN_ID = 100
@@ -19,7 +21,7 @@ FIXED_TOKEN_ID = 100
 def geometric_accepted(rate: float, batch_size: int, block_size: int, device) -> torch.Tensor:
     """Accepted drafts per request, long [bs]: P(n >= i) = rate^i, capped at block_size - 1."""
     u = torch.rand(batch_size, device=device, dtype=torch.float64).clamp_(min=1e-300)
-    return (u.log() / torch.log(torch.tensor(rate, dtype=torch.float64))).floor().clamp_(max=block_size - 1).long()
+    return (u.log() / math.log(rate)).floor().clamp_(max=block_size - 1).long()
 
 
 def pin_commit_length(commit_len: int | torch.Tensor, *, candidates: torch.Tensor, target_top1: torch.Tensor,

@@ -120,4 +120,5 @@ class EmbeddedBackend(Backend):
         return (self.worker.running, self.worker.waiting) if self.worker else (0, 0)
 
     def block_policy(self) -> dict | None:
-        return self.worker.block_policy if self.worker else None
+        # Read while the engine thread steps: safe, the policy's dicts never change size (BlockPolicy.observe).
+        return self.engine.block_policy.snapshot() if self.engine is not None else None

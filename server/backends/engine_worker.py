@@ -34,7 +34,6 @@ class EngineWorker:
         self.running = 0
         self.waiting = 0
         self.peak_running = 0  # most sequences decoded in one step: shows the batching at work
-        self.block_policy: dict = engine.block_policy.snapshot()  # block_policy.BlockPolicy.snapshot, per step
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="orthrus-engine", daemon=True)
 
@@ -125,4 +124,3 @@ class EngineWorker:
     def _update_load(self) -> None:
         self.running, self.waiting = self.engine.num_running, self.engine.num_waiting
         self.peak_running = max(self.peak_running, self.running)
-        self.block_policy = self.engine.block_policy.snapshot()
