@@ -14,7 +14,12 @@ TIMEOUT_S=${QUICKSTART_TIMEOUT_S:-900}
 PYTHON=${PYTHON:-python3}
 
 log() { printf '[quickstart] %s\n' "$*"; }
-die() { log "FAILED: $*"; [ -f "${LOG:-}" ] && { log "last lines of its output:"; tail -n 40 "$LOG" | sed 's/^/    /'; }; exit 1; }
+die() {
+  log "FAILED: $*"
+  [ -f "${LOG:-}" ] && { log "last lines of its output:"; tail -n 40 "$LOG" | sed 's/^/    /'; }
+  grep -q "No space left on device" "${LOG:-/dev/null}" 2>/dev/null && log "the disk is full: $(df -Pm "${WORK:-/tmp}" | awk 'NR == 2 {print $4}') MB free"
+  exit 1
+}
 secs() { echo $(( $(date +%s) - $1 )); }
 # The `orthrus serve` process of the line: a child of its shell, or the shell itself if bash exec'd it.
 find_server() {
@@ -44,6 +49,9 @@ git -C "$REPO" ls-files -z | (cd "$REPO" && xargs -0 tar -cf - --no-recursion) |
 "$PYTHON" -m venv "$WORK/venv"
 port=$("$WORK/venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log "fresh copy + venv in $WORK ($(secs "$t0") s); port $port (ORTHRUS_PORT), empty ORTHRUS_CACHE_DIR"
+# The install is ~6 GB (torch's CUDA build); a full disk fails it with an OSError deep in pip's output.
+free_mb=$(df -Pm "$WORK" | awk 'NR == 2 {print $4}')
+log "free disk at $WORK: ${free_mb} MB (the install needs about 6,500 MB)"
 log "+ $cmd"
 
 # As a user's shell would run it: the venv active, nothing of the developer's Python setup.
