@@ -45,3 +45,7 @@ def test_wheel_installs_the_gateway_as_orthrus_server(tmp_path):
         assert package.replace(".", "/") + "/__init__.py" in names, package
     assert "orthrus_server/__main__.py" in names  # python -m orthrus_server
     assert any(n.startswith("orthrus_sglang/views/") and n.endswith(".safetensors") for n in names)
+    from orthrus_sglang.train.corpus import IN_DISTRIBUTION, OUT_OF_DISTRIBUTION
+
+    for source in (*IN_DISTRIBUTION, *OUT_OF_DISTRIBUTION):  # the trainer's prompts travel with the package
+        assert f"orthrus_sglang/train/corpus/{source}.jsonl.gz" in names, source

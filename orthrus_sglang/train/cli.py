@@ -41,14 +41,14 @@ def cmd_train(args) -> int:
 def add_eval_parser(sub) -> None:
     from ..cli_help import D, MODEL_HELP, THREADS_HELP
     from ..demo import DEMO_MODEL_ID
+    from .prompts import SOURCES_HELP
 
     p = sub.add_parser("eval", help="held-out tau, acceptance per draft position and tokens per step (greedy)")
     p.add_argument("--model", default=DEMO_MODEL_ID, help=MODEL_HELP)
     p.add_argument("--engine", choices=["reference", "sglang", "both"], default="reference",
                    help="reference engine, SGLang (sglang.Engine, ORTHRUS) or both" + D)
     p.add_argument("--block-sizes", default="", help="comma-separated, e.g. 16,8 (default: the checkpoint's)")
-    p.add_argument("--prompts", default="builtin",
-                   help="'builtin' (the shipped held-out split) or a JSONL of prompts" + D)
+    p.add_argument("--prompts", default="broad", help="held-out prompts: " + SOURCES_HELP + D)
     p.add_argument("--num-prompts", type=int, default=64, help="prompts to decode" + D)
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens decoded per prompt" + D)
     p.add_argument("--batch-size", type=int, default=16, help="reference engine: requests decoded together" + D)

@@ -20,12 +20,14 @@ class TrainConfig:
     out: str  # output dir: init/ (converted start), data/, train_state.pt, model/, plots, results.json
     # data: a distilled JSONL ({"prompt_ids", "answer_ids"}), or distil --prompts first
     data: str | None = None
-    prompts: str = "builtin"  # "builtin" (the shipped set's train split) or a JSONL of prompts
+    prompts: str = "broad"  # a shipped set's train split (prompts.SHIPPED) or a JSONL of prompts
     num_prompts: int = 2000
     gen_max_new_tokens: int = 256
     gen_batch_size: int = 64
     # held-out evaluation (reference engine, greedy)
-    eval_prompts: str = "builtin"  # "builtin" (held-out split) or a JSONL of prompts
+    # a shipped set's held-out split (prompts.SHIPPED) or a JSONL of prompts; comma-separated for
+    # several sets (e.g. "broad,ood"): each is evaluated, the first is the primary curve
+    eval_prompts: str = "broad"
     num_eval_prompts: int = 32
     eval_max_new_tokens: int = 128
     eval_block_sizes: str = ""  # comma-separated; default: the training block size
@@ -85,6 +87,8 @@ class TrainConfig:
             problems.append(f"dtype must be one of {DTYPES}")
         if not self.lr > 0 or self.decay < 0 or self.time_budget_min < 0 or self.deadline_min < 0:
             problems.append("lr must be > 0 and decay, time_budget_min, deadline_min >= 0")
+        if not self.eval_prompt_sets:
+            problems.append("eval_prompts must name at least one prompt set")
         try:
             self.eval_block_size_list
         except ValueError:
@@ -103,6 +107,10 @@ class TrainConfig:
             raise ValueError(self.eval_block_sizes)
         return sizes
 
+    @property
+    def eval_prompt_sets(self) -> list[str]:
+        return [s.strip() for s in self.eval_prompts.split(",") if s.strip()]
+
     def fingerprint(self) -> dict:
         """The settings a resumed run must share with the run that saved the state."""
         keys = ("block_size", "loss", "decay", "view", "lora_rank", "row_len", "blocks_per_row", "rows_per_micro",
@@ -118,11 +126,11 @@ HELP = {
     "model": "plain Qwen3/Llama or Orthrus checkpoint dir, hub id, or 'smollm2-135m-instruct' (the demo model)",
     "out": "output dir: init/, data/train.jsonl, train_state.pt, model/, tau_curve.png, results.json",
     "data": "distilled JSONL of {prompt_ids, answer_ids} (default: distil --prompts into OUT/data/train.jsonl)",
-    "prompts": "prompts to distil: 'builtin' (the shipped set's train split) or a JSONL of prompts",
+    "prompts": "prompts to distil (train split): 'builtin' (template prompts), 'broad' (templates + real chats, code, passages) or a JSONL",
     "num_prompts": "how many prompts to distil",
     "gen_max_new_tokens": "distillation: longest answer in tokens",
     "gen_batch_size": "distillation: prompts decoded together",
-    "eval_prompts": "held-out prompts: 'builtin' (the shipped held-out split) or a JSONL of prompts",
+    "eval_prompts": "held-out prompts: 'builtin', 'broad', 'ood' (sources never trained on) or a JSONL; comma-separated for several (the first is the main curve)",
     "num_eval_prompts": "held-out prompts per evaluation",
     "eval_max_new_tokens": "held-out evaluation: tokens decoded per prompt",
     "eval_block_sizes": "comma-separated block sizes to evaluate, e.g. 16,8 (default: --block-size)",

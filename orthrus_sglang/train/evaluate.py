@@ -119,11 +119,10 @@ def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, m
 
 
 def eval_prompts(tokenizer, source: str, n: int, *, seed: int = 0) -> list[list[int]]:
-    """``heldout`` (the shipped set's held-out split) or a JSONL path; chat-templated token ids."""
-    from ..prompting import encode_prompt
-    from .prompts import read_prompt_texts
+    """A shipped set's held-out prompts (builtin, broad, ood) or a JSONL path; chat-templated token ids."""
+    from .prompts import encode_prompts, read_prompts
 
-    return [encode_prompt(tokenizer, text) for text in read_prompt_texts(source, n, split="heldout", seed=seed)]
+    return encode_prompts(tokenizer, read_prompts(source, n, split="heldout", seed=seed))
 
 
 def model_for_eval(model_dir: str, *, device: str, dtype: torch.dtype):

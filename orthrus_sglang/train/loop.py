@@ -26,8 +26,8 @@ from .data import RowStream
 from .evaluate import eval_reference
 from .forward import draft_pass, teacher_pass
 from .objective import DraftStats, draft_loss
-from .setup import (compute_dtype, deadline_from, documents_digest, eval_prompt_ids, load_tokenizer, resolve_device,
-                    starting_checkpoint, training_documents)
+from .setup import (compute_dtype, deadline_from, documents_digest, eval_key, eval_prompt_ids, load_tokenizer,
+                    resolve_device, starting_checkpoint, training_documents)
 from .view import diff_state, make_trainable
 
 # The first steps pay for compilation (flex_attention, forward and backward): their time is kept
@@ -52,7 +52,8 @@ def learning_rate(cfg: TrainConfig, step: int, planned_steps: int | None) -> flo
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, model, docs, eval_prompts, *, init_dir: Path, pad_id: int):
+    def __init__(self, cfg: TrainConfig, model, docs, eval_prompts: dict[str, list[list[int]]], *, init_dir: Path,
+                 pad_id: int):
         self.cfg, self.model, self.eval_prompts, self.init_dir = cfg, model, eval_prompts, init_dir
         self.device = model.device
         self.dtype = compute_dtype(cfg.dtype, self.device)
@@ -109,16 +110,18 @@ class Trainer:
 
     # ---- evaluation, saving ---------------------------------------------------------------
     def evaluate(self) -> dict:
-        """Held-out tau at every eval block size, appended to the history (and the curve redrawn)."""
+        """Held-out tau of every eval prompt set at every eval block size, appended to the history (and the
+        curve redrawn)."""
         cfg = self.cfg
         record = {"step": self.step, "train_time_s": round(self.train_time_s, 1)}
         start = time.perf_counter()
-        for b in cfg.eval_block_size_list:
-            result = eval_reference(self.model, self.eval_prompts, block_size=b, max_new_tokens=cfg.eval_max_new_tokens,
-                                    batch_size=cfg.eval_batch_size)
-            record[f"B{b}"] = {"tau": result.tau, "acceptance_per_position": result.acceptance_per_position,
-                               "accept_length_histogram": result.accept_length_histogram,
-                               "num_steps": result.num_steps, "num_tokens": result.num_tokens}
+        for i, (name, prompts) in enumerate(self.eval_prompts.items()):
+            for b in cfg.eval_block_size_list:
+                result = eval_reference(self.model, prompts, block_size=b, max_new_tokens=cfg.eval_max_new_tokens,
+                                        batch_size=cfg.eval_batch_size)
+                record[eval_key(i, name, b)] = {"tau": result.tau, "acceptance_per_position": result.acceptance_per_position,
+                                                "accept_length_histogram": result.accept_length_histogram,
+                                                "num_steps": result.num_steps, "num_tokens": result.num_tokens}
         record["eval_s"] = round(time.perf_counter() - start, 1)
         self.history.append(record)
         from .plot import NO_MATPLOTLIB, plot_tau_curve

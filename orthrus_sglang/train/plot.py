@@ -6,9 +6,11 @@ goes on (the numbers are in results.json either way).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 
+EVAL_KEY = re.compile(r"^(?:(?P<set>[^:]+):)?B(?P<b>\d+)$")
 NO_MATPLOTLIB = "tau curve not drawn: matplotlib is not installed (pip install matplotlib); held-out tau is in {}"
 
 
@@ -24,11 +26,13 @@ def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sizes = sorted({k for record in history for k in record if k.startswith("B")}, key=lambda k: int(k[1:]))
+    keys = {k: m for r in history for k in r if (m := EVAL_KEY.match(k))}  # "B16", "ood:B16" (setup.eval_key)
+    sizes = sorted(keys, key=lambda k: (keys[k]["set"] or "", int(keys[k]["b"])))
+    label = {k: f"{keys[k]['set'] + ' ' if keys[k]['set'] else ''}B={keys[k]['b']}" for k in sizes}
     fig, (curve, positions) = plt.subplots(1, 2, figsize=(11, 4))
     for key in sizes:
         points = [(r["step"], r[key]["tau"]) for r in history if key in r]
-        curve.plot(*zip(*points), marker="o", label=f"B={key[1:]}")
+        curve.plot(*zip(*points), marker="o", linestyle="--" if keys[key]["set"] else "-", label=label[key])
     curve.set(xlabel="training step", ylabel="tau (tokens per decode step)", title=title)
     curve.grid(alpha=0.3)
     curve.legend()
@@ -36,7 +40,7 @@ def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-
     for key in sizes:
         if key in last:
             rates = last[key]["acceptance_per_position"]
-            positions.plot(range(1, len(rates) + 1), rates, marker=".", label=f"B={key[1:]}")
+            positions.plot(range(1, len(rates) + 1), rates, marker=".", label=label[key])
     positions.set(xlabel="draft position k", ylabel="fraction of steps accepting draft k", ylim=(0, 1),
                   title=f"acceptance by position, step {last['step']}")
     positions.grid(alpha=0.3)

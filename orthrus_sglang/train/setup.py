@@ -64,24 +64,27 @@ def training_documents(cfg: TrainConfig, model, tokenizer, *, deadline: float | 
     """
     if cfg.data:
         return read_documents(cfg.data)
-    from ..prompting import encode_prompt
     from .distill import distill
-    from .prompts import read_prompt_texts
+    from .prompts import encode_prompts, read_prompts
 
-    texts = read_prompt_texts(cfg.prompts, cfg.num_prompts, split="train", seed=cfg.seed)
-    prompts = [encode_prompt(tokenizer, t) for t in texts]
+    prompts = encode_prompts(tokenizer, read_prompts(cfg.prompts, cfg.num_prompts, split="train", seed=cfg.seed))
     path = Path(cfg.out) / "data" / "train.jsonl"
     done = distill(model, prompts, path, max_new_tokens=cfg.gen_max_new_tokens, batch_size=cfg.gen_batch_size,
                    progress=cfg.progress, deadline=deadline)
     return read_documents(path) if done == len(prompts) else None
 
 
-def eval_prompt_ids(cfg: TrainConfig, tokenizer) -> list[list[int]]:
-    from ..prompting import encode_prompt
-    from .prompts import read_prompt_texts
+def eval_prompt_ids(cfg: TrainConfig, tokenizer) -> dict[str, list[list[int]]]:
+    """Each held-out prompt set of --eval-prompts, by name (the first one first), as token ids."""
+    from .prompts import encode_prompts, read_prompts
 
-    texts = read_prompt_texts(cfg.eval_prompts, cfg.num_eval_prompts, split="heldout", seed=cfg.seed)
-    return [encode_prompt(tokenizer, t) for t in texts]
+    return {name: encode_prompts(tokenizer, read_prompts(name, cfg.num_eval_prompts, split="heldout", seed=cfg.seed))
+            for name in cfg.eval_prompt_sets}
+
+
+def eval_key(set_index: int, set_name: str, block_size: int) -> str:
+    """Where an eval's result goes in a history record: "B16" for the first set, "ood:B16" for the others."""
+    return f"B{block_size}" if set_index == 0 else f"{Path(set_name).stem}:B{block_size}"
 
 
 def documents_digest(docs: list[Document]) -> str:

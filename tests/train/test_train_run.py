@@ -20,7 +20,7 @@ from orthrus_sglang.sampling import SamplingParams
 from orthrus_sglang.train.data import Document
 from orthrus_sglang.train.distill import distill
 from orthrus_sglang.train.measure import draft_stats
-from orthrus_sglang.train.prompts import read_prompt_texts
+from orthrus_sglang.train.prompts import read_prompts
 from orthrus_sglang.train.setup import load_tokenizer
 
 from conftest import BLOCK
@@ -32,7 +32,7 @@ def heldout_docs(trained, tmp_path_factory):
     cfg, _ = trained
     init = Path(cfg.out) / "init"
     tok = load_tokenizer(init)
-    prompts = [encode_prompt(tok, t) for t in read_prompt_texts("builtin", 48, split="heldout")]
+    prompts = [encode_prompt(tok, t) for t in read_prompts("builtin", 48, split="heldout")]
     path = tmp_path_factory.mktemp("heldout") / "heldout.jsonl"
     distill(load_model(init), prompts, path, max_new_tokens=64, batch_size=48, progress=False)
     return [Document(r["prompt_ids"], r["answer_ids"]) for r in map(json.loads, path.read_text().splitlines())]
@@ -42,7 +42,7 @@ def test_greedy_output_equals_the_base_models(trained, plain_llama):
     """Orthrus decoding with the trained view = transformers' own greedy decoding of the plain checkpoint."""
     cfg, results = trained
     tok = load_tokenizer(Path(results["model"]))
-    prompts = [encode_prompt(tok, t) for t in read_prompt_texts("builtin", 6, split="heldout")]
+    prompts = [encode_prompt(tok, t) for t in read_prompts("builtin", 6, split="heldout")]
     engine = Engine(results["model"], max_batch_size=len(prompts))
     ours = engine.generate(prompts, SamplingParams(max_new_tokens=40, ignore_eos=True))
     base = LlamaForCausalLM.from_pretrained(plain_llama, dtype=torch.float32).eval()
