@@ -49,8 +49,9 @@ EOS_TOKEN = PAD_TOKEN = "<|im_end|>"
 MASK_TOKEN = "<reponame>"
 
 # Bump when the cached artefact changes (conversion, dtype, tokenizer fixes) to invalidate caches.
-# 2: tokenizer built from the GGUF with `tokenizers`, not transformers' converter; 3: trained diffusion view
-CACHE_FORMAT = 3
+# 2: tokenizer built from the GGUF with `tokenizers`, not transformers' converter; 3: trained diffusion view;
+# 4: the view retrained on the broad prompts
+CACHE_FORMAT = 4
 # A build takes well under a minute; a temp dir this old belongs to a build that was killed.
 STALE_BUILD_S = 3600
 
@@ -235,7 +236,8 @@ def ensure_demo_model(cache_dir=None, *, block_size: int = 8, progress: bool = T
         view = apply_demo_view(built)  # the trained diffusion view (orthrus_sglang/views/)
         if view is not None:
             _log(progress, f"trained diffusion view applied (rank {view['rank']} delta, held-out tau "
-                           f"{view['heldout_tau_this_view']:.2f} at B={view['block_size']})")
+                           f"{view['heldout_tau_this_view']:.2f} at B={view['block_size']} on the "
+                           f"{view.get('heldout_split', 'builtin')} split)")
         try:
             os.rename(built, final)
         except OSError:

@@ -3,14 +3,15 @@
 Stages, each recorded in OUT/stages.json once done, so a rerun skips it:
   base      the demo Orthrus checkpoint (from the GGUF, exactly as demo.py builds it; or from a
             plain HF checkpoint directory, for the CPU rehearsal with a tiny random Llama)
-  data      the base model's greedy answers to the shipped train prompts (resumable by chunks)
+  data      the base model's greedy answers to --prompts' train split (resumable by chunks)
   compare   short side runs, one per loss variant (kl, ce, ...), same data and budget: the
             measured loss choice; the main run uses the winner
   main      the training run (time budget, periodic held-out eval at each eval block size)
   compress  low-rank / 8-bit candidates of the trained view, held-out tau of each; keeps the
             smallest one whose tau is within --keep of the best candidate and <= --max-mb
   final     applies the chosen artefact to a fresh base checkpoint (apply_view, as demo.py
-            will) and measures held-out tau, per-position acceptance and AR identity
+            will) and measures held-out tau, per-position acceptance and AR identity on every
+            --final-eval-sets set; the same for the view shipped in the checkout, same prompts
 --deadline-min bounds this invocation: stages stop cleanly before it, and exit code 3 says "run me again".
 """
 
@@ -68,7 +69,8 @@ def build_base(args, out: Path) -> Path:
 def train_config(args, base: Path, out: Path, **overrides):
     from orthrus_sglang.train.config import TrainConfig
 
-    values = dict(model=str(base), out=str(out), num_prompts=args.num_prompts, gen_max_new_tokens=args.gen_max_new_tokens,
+    values = dict(model=str(base), out=str(out), prompts=args.prompts, eval_prompts=args.eval_prompts,
+                  num_prompts=args.num_prompts, gen_max_new_tokens=args.gen_max_new_tokens,
                   gen_batch_size=args.gen_batch_size, num_eval_prompts=args.num_eval_prompts,
                   eval_max_new_tokens=args.eval_max_new_tokens, eval_block_sizes=args.eval_block_sizes,
                   eval_batch_size=args.eval_batch_size, block_size=args.block_size, row_len=args.row_len,
@@ -98,7 +100,7 @@ def compress(args, base: Path, main_model: Path, out: Path) -> dict:
 
     device = resolve_device(args.device)
     cfg = train_config(args, base, out)
-    prompts = eval_prompt_ids(cfg, load_tokenizer(base))
+    prompts = next(iter(eval_prompt_ids(cfg, load_tokenizer(base)).values()))  # the first set decides
     base_state, trained_state = read_state_dict(base), read_state_dict(main_model)
     trained_diff = {n: t for n, t in trained_state.items() if "_diff" in n}
     model = load_model(main_model, device=device, dtype=torch.float32)
@@ -126,6 +128,7 @@ def compress(args, base: Path, main_model: Path, out: Path) -> dict:
     chosen = min((r for r in fitting if r["tau"] >= (1 - args.keep) * best), key=lambda r: r["mb"])
     tensors, info = make_view(base_state, trained_diff, rank=chosen["rank"], bits=chosen["bits"], svd=svd,
                               meta={"base_model": "smollm2-135m-instruct", "block_size": args.block_size,
+                                    "heldout_split": cfg.eval_prompt_sets[0],
                                     "heldout_tau_full_view": full_tau, "heldout_tau_this_view": chosen["tau"]})
     path = save_view(out / f"{VIEW_NAME}.safetensors", tensors, info)
     return {"full_view_tau": full_tau, "candidates": rows, "chosen": chosen, "path": str(path),
@@ -133,29 +136,44 @@ def compress(args, base: Path, main_model: Path, out: Path) -> dict:
 
 
 def final_eval(args, base: Path, view_path: Path, out: Path) -> dict:
-    """The shipped artefact applied to a fresh copy of the base, as the demo build will do it."""
+    """The chosen artefact applied to a fresh copy of the base, as the demo build will do it; and, on
+    the same prompts, the view shipped in the checkout (the one it would replace). Every
+    --final-eval-sets set at every --final-eval-block-sizes block size, with AR identity."""
+    from orthrus_sglang.demo_view import VIEW_FILE
+
+    views = {"new_view": (view_path, out / "final-model")}
+    if VIEW_FILE.is_file() and not args.plain:  # the shipped view fits the demo model only
+        views["shipped_view"] = (VIEW_FILE, out / "shipped-model")
+    ar_outputs: dict[str, list] = {}  # per set: a view leaves the base weights alone, so AR is the same for both
+    return {name: view_results(args, base, path, applied, out, ar_outputs) for name, (path, applied) in views.items()}
+
+
+def view_results(args, base: Path, view_path: Path, applied: Path, out: Path, ar_outputs: dict) -> dict:
+    """Held-out tau per position of every final eval set at every final block size, and AR identity, of one view."""
     import torch
 
     from orthrus_sglang.ref.loader import load_model
     from orthrus_sglang.train.delta import apply_view
     from orthrus_sglang.train.evaluate import eval_reference
-    from orthrus_sglang.train.setup import eval_prompt_ids, load_tokenizer, resolve_device
+    from orthrus_sglang.train.setup import eval_key, eval_prompt_ids, load_tokenizer, resolve_device
 
-    applied = out / "final-model"
     shutil.rmtree(applied, ignore_errors=True)
     shutil.copytree(base, applied)
     apply_view(applied, view_path)
     model = load_model(applied, device=resolve_device(args.device), dtype=torch.float32)
-    cfg = train_config(args, base, out, num_eval_prompts=args.final_eval_prompts)
-    prompts = eval_prompt_ids(cfg, load_tokenizer(base))
-    ar = eval_reference(model, prompts, block_size=2, max_new_tokens=args.eval_max_new_tokens,
-                        batch_size=args.eval_batch_size, ar_only=True)
+    cfg = train_config(args, base, out, num_eval_prompts=args.final_eval_prompts, eval_prompts=args.final_eval_sets,
+                       eval_block_sizes=args.final_eval_block_sizes)
     results = {}
-    for b in cfg.eval_block_size_list:
-        r = eval_reference(model, prompts, block_size=b, max_new_tokens=args.eval_max_new_tokens,
-                           batch_size=args.eval_batch_size, progress=not args.no_progress)
-        results[f"B{b}"] = {**r.to_dict(), "identical_to_ar": sum(a == o for a, o in zip(ar.outputs, r.outputs)) / len(prompts)}
-        log(f"final B={b}: tau {r.tau:.3f}, identical to AR {results[f'B{b}']['identical_to_ar']:.0%}")
+    for i, (name, prompts) in enumerate(eval_prompt_ids(cfg, load_tokenizer(base)).items()):
+        if name not in ar_outputs:
+            ar_outputs[name] = eval_reference(model, prompts, block_size=2, max_new_tokens=args.eval_max_new_tokens,
+                                              batch_size=args.eval_batch_size, ar_only=True).outputs
+        for b in cfg.eval_block_size_list:
+            r = eval_reference(model, prompts, block_size=b, max_new_tokens=args.eval_max_new_tokens,
+                               batch_size=args.eval_batch_size, progress=not args.no_progress)
+            identical = sum(a == o for a, o in zip(ar_outputs[name], r.outputs)) / len(prompts)
+            results[eval_key(i, name, b)] = {**r.to_dict(), "identical_to_ar": identical}
+            log(f"{view_path.name} on {name}, B={b}: tau {r.tau:.3f}, identical to AR {identical:.0%}")
     return results
 
 
@@ -184,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", default="kl,ce,kl:decay=7",
                    help="loss variants to compare ('' to skip: the main run uses kl)")
     p.add_argument("--block-size", type=int, default=16)
-    p.add_argument("--eval-block-sizes", default="16,8")
+    p.add_argument("--eval-block-sizes", default="16", help="block sizes of the periodic held-out evals")
+    p.add_argument("--prompts", default="broad", help="prompts to distil: builtin, broad or a JSONL")
+    p.add_argument("--eval-prompts", default="broad,ood",
+                   help="held-out sets of the periodic evals, comma-separated; the first decides compression")
+    p.add_argument("--final-eval-sets", default="broad,ood,builtin", help="held-out sets of the final eval")
+    p.add_argument("--final-eval-block-sizes", default="16,8,4", help="block sizes of the final eval")
     p.add_argument("--num-prompts", type=int, default=12000)
     p.add_argument("--gen-max-new-tokens", type=int, default=256)
     p.add_argument("--gen-batch-size", type=int, default=256)
