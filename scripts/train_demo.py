@@ -140,31 +140,34 @@ def final_eval(args, base: Path, view_path: Path, out: Path) -> dict:
     the same prompts, the view shipped in the checkout (the one it would replace). Every
     --final-eval-sets set at every --final-eval-block-sizes block size, with AR identity."""
     from orthrus_sglang.demo_view import VIEW_FILE
+    from orthrus_sglang.train.setup import eval_prompt_ids, load_tokenizer
 
     views = {"new_view": (view_path, out / "final-model")}
     if VIEW_FILE.is_file() and not args.plain:  # the shipped view fits the demo model only
         views["shipped_view"] = (VIEW_FILE, out / "shipped-model")
+    cfg = train_config(args, base, out, num_eval_prompts=args.final_eval_prompts, eval_prompts=args.final_eval_sets,
+                       eval_block_sizes=args.final_eval_block_sizes)
+    prompt_sets = eval_prompt_ids(cfg, load_tokenizer(base))
     ar_outputs: dict[str, list] = {}  # per set: a view leaves the base weights alone, so AR is the same for both
-    return {name: view_results(args, base, path, applied, out, ar_outputs) for name, (path, applied) in views.items()}
+    return {name: view_results(args, cfg, base, path, applied, prompt_sets, ar_outputs)
+            for name, (path, applied) in views.items()}
 
 
-def view_results(args, base: Path, view_path: Path, applied: Path, out: Path, ar_outputs: dict) -> dict:
+def view_results(args, cfg, base: Path, view_path: Path, applied: Path, prompt_sets: dict, ar_outputs: dict) -> dict:
     """Held-out tau per position of every final eval set at every final block size, and AR identity, of one view."""
     import torch
 
     from orthrus_sglang.ref.loader import load_model
     from orthrus_sglang.train.delta import apply_view
     from orthrus_sglang.train.evaluate import eval_reference
-    from orthrus_sglang.train.setup import eval_key, eval_prompt_ids, load_tokenizer, resolve_device
+    from orthrus_sglang.train.setup import eval_key, resolve_device
 
     shutil.rmtree(applied, ignore_errors=True)
     shutil.copytree(base, applied)
     apply_view(applied, view_path)
     model = load_model(applied, device=resolve_device(args.device), dtype=torch.float32)
-    cfg = train_config(args, base, out, num_eval_prompts=args.final_eval_prompts, eval_prompts=args.final_eval_sets,
-                       eval_block_sizes=args.final_eval_block_sizes)
     results = {}
-    for i, (name, prompts) in enumerate(eval_prompt_ids(cfg, load_tokenizer(base)).items()):
+    for i, (name, prompts) in enumerate(prompt_sets.items()):
         if name not in ar_outputs:
             ar_outputs[name] = eval_reference(model, prompts, block_size=2, max_new_tokens=args.eval_max_new_tokens,
                                               batch_size=args.eval_batch_size, ar_only=True).outputs

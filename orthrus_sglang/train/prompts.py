@@ -72,6 +72,6 @@ def read_prompts(source: str, n: int | None, *, split: str, seed: int = 0) -> li
 def encode_prompts(tokenizer, prompts: list[Prompt]) -> list[list[int]]:
     from ..prompting import encode_messages, encode_prompt
 
-    return [encode_prompt(tokenizer, p) if isinstance(p, str) else
-            encode_prompt(tokenizer, p[0]["content"]) if len(p) == 1 and not getattr(tokenizer, "chat_template", None)
+    # A one-turn chat is a text (the same ids through a chat template, and a tokenizer without one can still take it).
+    return [encode_prompt(tokenizer, p if isinstance(p, str) else p[0]["content"]) if isinstance(p, str) or len(p) == 1
             else encode_messages(tokenizer, p) for p in prompts]
