@@ -1,6 +1,7 @@
 """The quickstart's demo model on the CPU, AR vs Orthrus, on held-out prompts of the shipped prompt set.
 
     python -m bench.demo_cpu --block-sizes 4,8,16 --adaptive --threads 1,2 --batch 1,4 --prompts 8 --max-new-tokens 128
+    python -m bench.demo_cpu --prompt-set ood --block-sizes 8 --threads 2     # sources never trained on
 
 The same reference engine `orthrus serve` runs (greedy, fp32; --batch requests decoded together);
 prints tau, tokens/s and the ratio to AR for every block size (and the adaptive policy over the
@@ -21,22 +22,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--adaptive", action="store_true", help="add the adaptive policy over the largest block size")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch", default="1", help="requests decoded together, comma-separated")
-    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=8, help="how many held-out prompts")
+    ap.add_argument("--prompt-set", default="builtin",
+                    help="held-out prompts of: 'builtin', 'broad', 'ood' or a JSONL (as orthrus eval --prompts)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     args = ap.parse_args(argv)
+    if args.prompts < 1 or args.max_new_tokens < 1:
+        ap.error("--prompts and --max-new-tokens must be >= 1")
 
     import torch
 
     from orthrus_sglang import SamplingParams
     from orthrus_sglang.demo import ensure_demo_model
-    from orthrus_sglang.prompting import encode_prompt
     from orthrus_sglang.ref.engine import Engine
-    from orthrus_sglang.train.prompt_set import prompt_set
+    from orthrus_sglang.train.prompts import encode_prompts, read_prompts
 
     blocks = [int(b) for b in args.block_sizes.split(",")]
     modes = [("ar", 8)] + [("fixed", b) for b in blocks] + ([("adaptive", max(blocks))] if args.adaptive else [])
-    texts = [p["prompt"] if isinstance(p, dict) and "prompt" in p else p
-             for p in prompt_set("heldout", args.prompts)]
+    texts = read_prompts(args.prompt_set, args.prompts, split="heldout")
     params = SamplingParams(max_new_tokens=args.max_new_tokens)
     print("| threads | batch | mode | B | tau | tok/s | vs AR | outputs equal AR | accept rate, drafts 1/2/3 | "
           "steps by B |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -47,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode, B in modes:
                 engine = Engine(ensure_demo_model(block_size=B, progress=False), block_size=B, max_batch_size=batch,
                                 adaptive_block=mode == "adaptive")
-                prompts = [encode_prompt(engine.tokenizer, t) for t in texts]
+                prompts = encode_prompts(engine.tokenizer, texts)
                 engine.generate(prompts[:1], SamplingParams(max_new_tokens=8), ar_only=mode == "ar")  # warm-up
                 start, outs = time.perf_counter(), []
                 for i in range(0, len(prompts), batch):

@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shape", default="qwen3-8b")
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--pin-tau", type=float, default=None)
-    ap.add_argument("--fp8-drafts", action="store_true", help="orthrus: the draft pass reads fp8 weights")
+    ap.add_argument("--draft-weights", choices=["bf16", "fp8", "int4"], default="bf16",
+                    help="orthrus: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS)")
+    ap.add_argument("--fp8-drafts", action="store_true", help="orthrus: --draft-weights fp8 (the older flag)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else requests sample, seeded")
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
@@ -137,7 +139,12 @@ def main(argv: list[str] | None = None) -> None:
     import sglang
     import torch
 
-    label = (f"{args.mode}-fp8" if args.fp8_drafts else args.mode) + (f"-T{args.temperature:g}" if args.temperature else "")
+    if args.fp8_drafts:
+        if args.draft_weights not in ("bf16", "fp8"):
+            ap.error("--fp8-drafts and --draft-weights disagree")
+        args.draft_weights = "fp8"
+    low = f"-{args.draft_weights}" if args.draft_weights != "bf16" else ""
+    label = args.mode + low + (f"-T{args.temperature:g}" if args.temperature else "")
     label += "-sd" if args.sampled_drafts else ""
     out = Path(args.out or tempfile.mkdtemp(prefix="orthrus-prof-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -152,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.mode == "orthrus":
             extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=args.block_size,
                          speculative_use_rejection_sampling=args.sampled_drafts)
-            os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if args.fp8_drafts else "0"
+            os.environ.pop("ORTHRUS_FP8_DRAFTS", None)
+            os.environ["ORTHRUS_DRAFT_WEIGHTS"] = args.draft_weights
             if args.pin_tau:
                 os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(args.pin_tau), SGLANG_SIMULATE_ACC_METHOD="match-expected",
                                   SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")

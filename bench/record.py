@@ -24,8 +24,9 @@ class Mode:
     # ORTHRUS_SIMULATE_ACCEPT_RATE: each draft accepted with this probability after its predecessors
     # (a geometric profile per request), NOT lossless
     accept_rate: float | None = None
-    fp8_drafts: bool = False  # ORTHRUS only: the draft pass reads fp8 weights (ORTHRUS_FP8_DRAFTS)
+    draft_weights: str = "bf16"  # ORTHRUS only: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS: bf16, fp8, int4)
     sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
+    attention_backend: str | None = None  # set when a run compares backends; None: the run's only one
 
     @property
     def simulated(self) -> bool:
@@ -34,7 +35,8 @@ class Mode:
 
     @property
     def algorithm(self) -> str:
-        return self.name + (" fp8" if self.fp8_drafts else "") + (" sampled-drafts" if self.sampled_drafts else "")
+        low = f" {self.draft_weights}" if self.draft_weights != "bf16" else ""
+        return self.name + low + (" sampled-drafts" if self.sampled_drafts else "")
 
     @property
     def label(self) -> str:
@@ -45,6 +47,8 @@ class Mode:
             parts.append(f"tau pinned {self.pinned_tau:g}")
         if self.accept_rate:
             parts.append(f"acceptance {self.accept_rate:g}/draft")
+        if self.attention_backend:
+            parts.append(f"[{self.attention_backend}]")
         return " ".join(parts)
 
 
@@ -118,10 +122,12 @@ class RunResult:
     verify_steps: int
     accept_histogram: list[int]
     accepted_per_position: list[int]
-    speedup_vs_ar: float | None = None  # total_tok_s / AR's in the same run, same cell
+    speedup_vs_ar: float | None = None  # total_tok_s / the fastest AR's in the same run, same cell
     outputs_equal_ar: bool | None = None  # None: not comparable (pinned acceptance, or no AR cell)
     sweep: str = "concurrency"  # "concurrency" | "context" | "dataset": which table the row belongs to
     temperature: float = 0.0  # 0: greedy
+    attention_backend: str | None = None  # Mode.attention_backend
+    ar_reference: str | None = None  # the AR mode (label) speedup_vs_ar and outputs_equal_ar refer to
 
 
 def _sum_lists(lists: list[list[int]]) -> list[int]:
@@ -149,4 +155,4 @@ def summarize(mode: Mode, dataset: str, concurrency: int, timings: list[RequestT
         tpot_ms=statistics.fmean(tpots) * 1e3 if tpots else 0.0,
         tau=tau, verify_steps=steps, accept_histogram=histogram,
         accepted_per_position=_sum_lists([t.accepted_per_position for t in timings]), sweep=sweep,
-        temperature=temperature)
+        temperature=temperature, attention_backend=mode.attention_backend)

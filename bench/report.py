@@ -37,6 +37,12 @@ def _equal(run: dict) -> str:
     return _fmt(run["outputs_equal_ar"])
 
 
+def _mode_cell(run: dict) -> str:
+    """The mode column: the algorithm, and the attention backend when the run compared several."""
+    backend = run.get("attention_backend")
+    return run["algorithm"] + (f" [{backend}]" if backend else "")
+
+
 def _speedup(run: dict) -> str:
     return DASH if run["speedup_vs_ar"] is None else f"{run['speedup_vs_ar']:.2f}x"
 
@@ -103,7 +109,7 @@ def header(results: dict) -> str:
 
 
 def concurrency_table(runs: list[dict], args: dict) -> str:
-    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), str(r["concurrency"]), str(r["num_requests"]),
+    rows = [[_mode_cell(r), _fmt(r["block_size"]), _tau(r), str(r["concurrency"]), str(r["num_requests"]),
              f"{r['total_tok_s']:,.1f}", f"{r['per_request_tok_s']:,.1f}", f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}",
              _speedup(r), _equal(r)] for r in runs]
     title = (f"## Throughput vs concurrency\n\nSynthetic prompts, {args.get('prompt_len', '?')} tokens in, "
@@ -114,7 +120,7 @@ def concurrency_table(runs: list[dict], args: dict) -> str:
 
 
 def context_table(runs: list[dict], args: dict) -> str:
-    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), f"{r['prompt_len']:.0f}", str(r["num_requests"]),
+    rows = [[_mode_cell(r), _fmt(r["block_size"]), _tau(r), f"{r['prompt_len']:.0f}", str(r["num_requests"]),
              f"{r['total_tok_s']:,.1f}", f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}", _speedup(r), _equal(r)]
             for r in runs]
     title = (f"## Context length\n\nConcurrency 1, synthetic prompts of the given length, "
@@ -131,16 +137,17 @@ def step_cost_table(runs: list[dict]) -> str | None:
     The two-pass bound tau / 2 is what a step costing two AR steps would give.
     """
     key = lambda r: (r.get("sweep"), r["dataset"], r["concurrency"], r["prompt_len"], r.get("temperature"))  # noqa: E731
-    ar = {key(r): r for r in runs if r["algorithm"] == "AR" and r["tpot_ms"] > 0}
+    ar = {(key(r), r["mode"]): r for r in runs if r["algorithm"] == "AR" and r["tpot_ms"] > 0}
     rows, shown = [], []
     for r in runs:
-        base = ar.get(key(r))
+        # The AR run the speedup refers to (the fastest of the cell where several backends ran).
+        base = ar.get((key(r), r.get("ar_reference") or "AR"))
         if r["algorithm"] == "AR" or base is None or not r["tpot_ms"]:
             continue
         step = r["tpot_ms"] * r["tau"]
         ideal = r["tau"] * base["tpot_ms"] / step
         speedup = r["speedup_vs_ar"]
-        rows.append([r["algorithm"], _fmt(r["block_size"]), _tau(r), f"{r['concurrency']}",
+        rows.append([_mode_cell(r), _fmt(r["block_size"]), _tau(r), f"{r['concurrency']}",
                      f"{r['prompt_len']:.0f}", f"{step:.2f}", f"{base['tpot_ms']:.2f}", f"{step / base['tpot_ms']:.2f}",
                      f"{ideal:.2f}x", _fmt(speedup and speedup / ideal, ".2f"),
                      _fmt(speedup and speedup / (r["tau"] / 2), ".2f")])
@@ -154,7 +161,7 @@ def step_cost_table(runs: list[dict]) -> str | None:
 
 
 def dataset_table(runs: list[dict], args: dict) -> str:
-    rows = [[r["algorithm"], _fmt(r["block_size"]), _tau(r), r["dataset"], str(r["num_requests"]),
+    rows = [[_mode_cell(r), _fmt(r["block_size"]), _tau(r), r["dataset"], str(r["num_requests"]),
              str(r["concurrency"]), f"{r['prompt_len']:.0f}", f"{r['total_tok_s']:,.1f}", _speedup(r), _equal(r)]
             for r in runs]
     title = f"## Datasets\n\nChat-templated questions, {args.get('out_len', '?')} tokens out."
@@ -225,6 +232,9 @@ def render(results: dict, images: list[str] = ()) -> str:
         sections.append(acceptance)
     notes = [("tau: tokens per verify step, bonus included (1 for AR). Speedup vs AR: total tok/s over AR's in "
               "the same cell. Outputs equal: every request's tokens are AR's (lossless modes only).")]
+    if len({r.get("attention_backend") for r in runs if r["algorithm"] == "AR"}) > 1:
+        notes.append("Several attention backends ran: every mode at each ([backend] in its name); every speedup and "
+                     "output comparison is against the fastest AR of its cell.")
     if any(not r.get("lossless", r["pinned_tau"] is None) for r in runs):
         notes.append("\\* acceptance simulated (tau pinned: SGLANG_SIMULATE_ACC_LEN, every request the same length; "
                      "'acceptance r/draft': ORTHRUS_SIMULATE_ACCEPT_RATE, each draft accepted with probability r "

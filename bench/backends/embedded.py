@@ -59,21 +59,22 @@ class EmbeddedBackend:
                 path, self.model_name = write_tiny_checkpoint(Path(tmp) / TINY, **shape), "tiny random Qwen3"
             first = Engine(path, device=self.device, dtype=DTYPES[self.dtype], max_batch_size=1)
         self.model, self.tokenizer = first.model, first.tokenizer
-        self._fp8_model = None
+        self._low_models: dict[str, object] = {}
 
-    def new_engine(self, block_size: int, slots: int, seq_len: int, fp8_drafts: bool = False) -> Engine:
-        model = self.fp8_model() if fp8_drafts else self.model
+    def new_engine(self, block_size: int, slots: int, seq_len: int, draft_weights: str = "bf16") -> Engine:
+        model = self.low_precision_model(draft_weights) if draft_weights != "bf16" else self.model
         return Engine(model=model, tokenizer=self.tokenizer, block_size=block_size, max_batch_size=slots,
                       max_seq_len=seq_len)
 
-    def fp8_model(self):
-        """A second model whose draft pass reads fp8 weights (emulated); the plain one stays as it is."""
-        if self._fp8_model is None:
+    def low_precision_model(self, kind: str):
+        """A copy of the model whose draft pass reads ``kind`` weights (emulated); the plain one stays as it is."""
+        if kind not in self._low_models:
             import copy
 
-            self._fp8_model = copy.deepcopy(self.model)
-            self._fp8_model.quantize_drafts()
-        return self._fp8_model
+            model = copy.deepcopy(self.model)
+            model.quantize_drafts(kind)
+            self._low_models[kind] = model
+        return self._low_models[kind]
 
     def describe(self) -> dict:
         c = self.model.config
@@ -102,14 +103,14 @@ class EmbeddedSession:
         self._backend = backend
         self._ar = mode.name == "AR"
         self._block = 1 if self._ar else mode.block_size  # AR rows need no room for a verify block
-        self._fp8 = mode.fp8_drafts
-        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._fp8)
+        self._weights = mode.draft_weights
+        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._weights)
 
     def _engine_for(self, concurrency: int, seq_len: int) -> Engine:
         e = self._engine
         if e.cache.num_slots >= concurrency and e.max_seq_len >= seq_len:
             return e
-        return self._backend.new_engine(self._block, concurrency, seq_len, self._fp8)
+        return self._backend.new_engine(self._block, concurrency, seq_len, self._weights)
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
                  temperature: float = 0.0) -> list[RequestTiming]:

@@ -21,7 +21,7 @@ from ..record import Mode, RequestTiming, request_sampling
 from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
-MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_FP8_DRAFTS")
+MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS")
 DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published (docs/results.md)
 
 
@@ -120,13 +120,14 @@ class SGLangBackend:
 
         return AutoTokenizer.from_pretrained(model)
 
-    def _device_args(self) -> dict:
+    def _device_args(self, mode: Mode | None = None) -> dict:
         if self.on_cpu:
             return dict(device="cpu", attention_backend="torch_native", disable_cuda_graph=True, dtype="float32",
                         mem_fraction_static=0.05, max_total_tokens=max(8192, 4 * self.context_length))
         # Decode CUDA graphs on (the measured path); prefill graphs off in every mode: their capture
         # costs minutes per engine start and only prefill (TTFT) would use them.
-        return dict(attention_backend=self.args.attention_backend, dtype="bfloat16",
+        backend = (mode and mode.attention_backend) or self.args.attention_backend[0]
+        return dict(attention_backend=backend, dtype="bfloat16",
                     mem_fraction_static=self.args.mem_fraction,
                     cuda_graph_max_bs_decode=self.max_concurrency, cuda_graph_backend_prefill="disabled")
 
@@ -142,7 +143,8 @@ class SGLangBackend:
         return {"backend": "sglang", "hardware": "CPU (SGLang CPU engine)" if self.on_cpu else torch.cuda.get_device_name(),
                 "versions": {"sglang": sglang.__version__, "torch": torch.__version__, "triton": _version(md, "triton"),
                              "cuda": torch.version.cuda},
-                "model": shape, "dtype": device["dtype"], "attention_backend": device["attention_backend"],
+                "model": shape, "dtype": device["dtype"],
+                "attention_backend": ("torch_native" if self.on_cpu else ", ".join(self.args.attention_backend)),
                 "cuda_graphs": "decode only" if not self.on_cpu else False, "overlap_scheduler": not self.on_cpu}
 
     def close(self) -> None:
@@ -175,7 +177,7 @@ class SGLangBackend:
             os.environ.pop(key, None)
         if mode.accept_rate:
             os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)
-        os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if mode.fp8_drafts else "0"
+        os.environ["ORTHRUS_DRAFT_WEIGHTS"] = mode.draft_weights
         if mode.pinned_tau:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),
                               SGLANG_SIMULATE_ACC_METHOD="match-expected", SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
@@ -189,12 +191,12 @@ class SGLangBackend:
             extra.update(speculative_algorithm="DFLASH", speculative_num_draft_tokens=mode.block_size or DFLASH_BLOCK,
                          speculative_draft_model_path=str(write_dflash_draft(self.args.shape, self.root)),
                          speculative_draft_load_format="dummy",
-                         speculative_draft_attention_backend=self._device_args()["attention_backend"])
+                         speculative_draft_attention_backend=self._device_args(mode)["attention_backend"])
         elif mode.name != "AR":
             raise ValueError(f"unknown mode {mode.name!r}")
         engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
                                skip_tokenizer_init=True, context_length=self.context_length,
                                max_running_requests=self.max_concurrency, random_seed=0,
                                log_level=self.args.log_level, custom_sigquit_handler=_raise,
-                               **self._device_args(), **extra)
+                               **self._device_args(mode), **extra)
         return SGLangSession(engine, self.args)

@@ -71,9 +71,11 @@ class Engine:
     def __init__(self, model_path: str | Path | None = None, *, model: OrthrusForCausalLM | None = None,
                  tokenizer=None, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  block_size: int | None = None, max_batch_size: int = 8, max_seq_len: int | None = None,
-                 fp8_drafts: bool = False, adaptive_block: bool = False):
+                 fp8_drafts: bool = False, adaptive_block: bool = False, draft_weights: str | None = None):
         """block_size: B (default: the checkpoint's); adaptive_block: each step picks its B from 1 (AR), the
-        powers of two below B and B itself, by expected tokens per second (block_policy.py)."""
+        powers of two below B and B itself, by expected tokens per second (block_policy.py);
+        draft_weights: what the draft pass reads, bf16 (the checkpoint's), fp8 or int4 (draft_weights.py;
+        fp8_drafts=True is draft_weights="fp8"). Output is the same for every kind."""
         if (model_path is None) == (model is None):
             raise ValueError("pass exactly one of model_path or model")
         if model is None:
@@ -84,8 +86,11 @@ class Engine:
         else:
             self.eos_token_ids = frozenset(model.config.eos_token_ids)
         self.model, self.config, self.tokenizer = model, model.config, tokenizer
-        if fp8_drafts:  # drafts from fp8 weights (emulated); verify, hence output, unchanged
-            model.quantize_drafts()
+        if fp8_drafts and draft_weights not in (None, "fp8"):
+            raise ValueError(f"fp8_drafts=True and draft_weights={draft_weights!r} disagree")
+        kind = draft_weights or ("fp8" if fp8_drafts else "bf16")
+        if kind != "bf16":  # low-precision copies for the draft pass (emulated); verify, hence output, unchanged
+            model.quantize_drafts(kind)
         self.device = model.device
         self.block_size = block_size or self.config.block_size
         if self.block_size < 1:

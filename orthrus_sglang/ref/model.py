@@ -18,7 +18,7 @@ from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRotaryEmbedd
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm as RMSNorm
 
 from ..config import OrthrusConfig
-from ..fp8 import Fp8Weight, fp8_linear, quantize_weight
+from ..draft_weights import DraftWeight, check_kind, draft_linear, prepare_for, quantize
 from .kv_cache import KVCache
 
 View = Literal["ar", "diff"]
@@ -61,11 +61,11 @@ class OrthrusAttention(nn.Module):
                 setattr(self, f"q_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
                 setattr(self, f"k_norm{suffix}", RMSNorm(self.head_dim, eps=config.rms_norm_eps))
         self.qk_norm = config.qk_norm
-        self.fp8: dict[str, Fp8Weight] | None = None  # *_diff projections, when drafts read fp8
+        self.draft: dict[str, DraftWeight] | None = None  # *_diff projections' fp8/int4 copies (draft_weights.py)
 
     def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        if name.endswith("_diff") and self.fp8 is not None:  # fp8 drafts, emulated (see fp8.py)
-            return fp8_linear(x, self.fp8[name])
+        if name.endswith("_diff") and self.draft is not None:  # low-precision draft weights
+            return draft_linear(x, self.draft[name])
         return getattr(self, name)(x)
 
     def _project(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], suffix: str):
@@ -107,15 +107,15 @@ class OrthrusDecoderLayer(nn.Module):
         self.mlp = LlamaMLP(config)
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.fp8_mlp: dict[str, Fp8Weight] | None = None
+        self.draft_mlp: dict[str, DraftWeight] | None = None  # the draft pass's copies of the MLP
 
     def forward(self, x, rope, cache, layer, batch, view):
         x = x + self.self_attn(self.input_layernorm(x), rope, cache, layer, batch, view)
         h = self.post_attention_layernorm(x)
-        if view == "diff" and self.fp8_mlp is not None:
-            w = self.fp8_mlp
-            act = self.mlp.act_fn(fp8_linear(h, w["gate_proj"])) * fp8_linear(h, w["up_proj"])
-            return x + fp8_linear(act, w["down_proj"])
+        if view == "diff" and self.draft_mlp is not None:
+            w = self.draft_mlp
+            act = self.mlp.act_fn(draft_linear(h, w["gate_proj"])) * draft_linear(h, w["up_proj"])
+            return x + draft_linear(act, w["down_proj"])
         return x + self.mlp(h)
 
 
@@ -138,7 +138,8 @@ class OrthrusForCausalLM(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.fp8_lm_head: Fp8Weight | None = None
+        self.draft_lm_head: DraftWeight | None = None
+        self.draft_weights = "bf16"  # what the draft pass reads (quantize_drafts)
 
     @property
     def device(self) -> torch.device:
@@ -174,18 +175,27 @@ class OrthrusForCausalLM(nn.Module):
 
     @torch.inference_mode()
     def logits(self, hidden: torch.Tensor, view: View = "ar") -> torch.Tensor:
-        if view == "diff" and self.fp8_lm_head is not None:  # fp8 drafts (quantize_drafts)
-            return fp8_linear(self.model.norm(hidden), self.fp8_lm_head)
+        if view == "diff" and self.draft_lm_head is not None:  # low-precision draft weights (quantize_drafts)
+            return draft_linear(self.model.norm(hidden), self.draft_lm_head)
         return self.lm_head(self.model.norm(hidden))
 
-    def quantize_drafts(self) -> None:
-        """The draft pass reads fp8 (e4m3, per-channel) copies of the MLP, the diffusion attention
-        projections and lm_head, with per-token activation quantisation, as SGLang's
-        ORTHRUS_FP8_DRAFTS=1 does, emulated here. The verify pass is unchanged, so output is too."""
+    def quantize_drafts(self, kind: str = "fp8") -> None:
+        """The draft pass reads ``kind`` copies (draft_weights.py: fp8 or int4) of the MLP, the
+        diffusion attention projections and lm_head, as SGLang's ORTHRUS_DRAFT_WEIGHTS=kind does;
+        emulated here (dequantised matmuls). The verify pass is unchanged, so output is too."""
+        if check_kind(kind) == self.draft_weights:
+            return
+        if self.draft_weights != "bf16" or kind == "bf16":
+            raise ValueError(f"this model's drafts already read {self.draft_weights} weights; load it again for {kind}")
+        built = []
         for layer in self.model.layers:
             attn = layer.self_attn
-            attn.fp8 = {f"{p}_diff": quantize_weight(getattr(attn, f"{p}_diff").weight, getattr(attn, f"{p}_diff").bias)
-                        for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
-            layer.fp8_mlp = {p: quantize_weight(getattr(layer.mlp, p).weight, getattr(layer.mlp, p).bias)
-                             for p in ("gate_proj", "up_proj", "down_proj")}
-        self.fp8_lm_head = quantize_weight(self.lm_head.weight)
+            attn.draft = {f"{p}_diff": quantize(kind, getattr(attn, f"{p}_diff").weight, getattr(attn, f"{p}_diff").bias)
+                          for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+            layer.draft_mlp = {p: quantize(kind, getattr(layer.mlp, p).weight, getattr(layer.mlp, p).bias)
+                               for p in ("gate_proj", "up_proj", "down_proj")}
+            built += [*attn.draft.values(), *layer.draft_mlp.values()]
+        self.draft_lm_head = quantize(kind, self.lm_head.weight)
+        for w in built + [self.draft_lm_head]:
+            prepare_for(w, self.dtype)
+        self.draft_weights = kind

@@ -98,6 +98,23 @@ _NAMES: dict[str, tuple[tuple[str, str], ...]] = {
     # PyTorch forward. 0.5.17: MultiPlatformOp; 0.5.23 made every op a BaseFusedOp (MultiPlatformOp is
     # left only as a deprecated alias no SGLang layer subclasses, and no longer in layers.utils).
     "FUSED_OP_BASE": (("sglang.srt.layers.utils", "MultiPlatformOp"), ("sglang.kernels.fused_op", "BaseFusedOp")),
+    # Draft weights (draft_weights.py, models/orthrus.py). fp8: SGLang's w8a8 fp8 linear path, the
+    # per-token activation quantisation kernel and the CUTLASS (sgl-kernel) scaled GEMM with small-M
+    # tiles. int4: SGLang's Marlin w4a16 GEMM and the helpers that pack weights for it.
+    "per_token_quant_fp8": (("sglang.kernels.ops.quantization.fp8_kernel", "sglang_per_token_quant_fp8"),
+                            ("sglang.srt.layers.quantization.fp8_kernel", "sglang_per_token_quant_fp8")),
+    "fp8_scaled_mm": (("sglang.kernels.ops.gemm", "fp8_scaled_mm"), ("sgl_kernel", "fp8_scaled_mm")),
+    # Marlin (JIT-compiled on first use); the fp8 packing helpers serve bench/draft_gemm.py only.
+    "apply_gptq_marlin_linear": (("sglang.srt.layers.quantization.marlin_utils", "apply_gptq_marlin_linear"),),
+    "apply_fp8_marlin_linear": (("sglang.srt.layers.quantization.marlin_utils_fp8", "apply_fp8_marlin_linear"),),
+    "marlin_make_workspace": (("sglang.srt.layers.quantization.marlin_utils", "marlin_make_workspace"),),
+    "gptq_marlin_repack": (("sglang.kernels.ops.quantization.gptq_marlin_repack", "gptq_marlin_repack"),),
+    "marlin_permute_scales": (("sglang.srt.layers.quantization.marlin_utils", "marlin_permute_scales"),),
+    "pack_fp8_to_int32": (("sglang.srt.layers.quantization.marlin_utils_fp8", "pack_fp8_to_int32"),),
+    "fp8_fused_exponent_bias_into_scales": (("sglang.srt.layers.quantization.marlin_utils_fp8",
+                                             "fp8_fused_exponent_bias_into_scales"),),
+    "scalar_types": (("sglang.srt.layers.quantization.marlin_utils", "scalar_types"),
+                     ("sgl_kernel.scalar_type", "scalar_types")),
 }
 
 # Private SGLang methods hooked by dotted name (hooks.py), same name and arguments in 0.5.17 and 0.5.23
@@ -328,6 +345,69 @@ def wait_for_published_lens(future_map) -> None:
     if future_map.publish_ready is not None:
         future_map._publish_fresh = False
         future_map.publish_ready.wait()
+
+
+def fp8_w8a8_kernels(device):
+    """SGLang's fused w8a8 fp8 GEMM for ``device`` as fp8.Fp8Kernels (the arithmetic fp8.py
+    emulates: per-token activation scales, per-channel weight scales), or None where it does not
+    run: not CUDA, a GPU before Ada (sm89), or an SGLang without the kernels."""
+    import torch
+
+    from ..fp8 import Fp8Kernels
+
+    if torch.device(device).type != "cuda" or torch.version.hip or torch.cuda.get_device_capability(device) < (8, 9):
+        return None
+    try:
+        quantize, scaled_mm = __getattr__("per_token_quant_fp8"), __getattr__("fp8_scaled_mm")
+    except ImportError:
+        return None
+    return Fp8Kernels(quantize_rows=quantize, scaled_mm=scaled_mm, name="w8a8")
+
+
+def int4_marlin_kernels(device):
+    """SGLang's Marlin w4a16 GEMM for ``device`` as int4.Int4Kernels (uint4b8 weights, per-group
+    scales, bf16/fp16 activations), or None off CUDA / before Ampere. Packing and the GEMM are
+    JIT-compiled by SGLang on first use (minutes on a cold host, cached after)."""
+    import torch
+
+    from ..int4 import Int4Kernels
+
+    if torch.device(device).type != "cuda" or torch.version.hip or torch.cuda.get_device_capability(device) < (8, 0):
+        return None
+
+    def pack(q, scale, group, dtype):
+        """q [N, K] int8 in [-8, 7] -> GPTQ's [K / 8, N] int32 (value + 8, eight along K per word,
+        the i-th in bits 4i) -> Marlin's tiles; scales [K / group, N] in the activation dtype."""
+        n, k = q.shape
+        u = (q.to(torch.int32) + 8).t().contiguous().view(k // 8, 8, n)
+        packed = torch.zeros((k // 8, n), dtype=torch.int32, device=q.device)
+        for i in range(8):
+            packed |= u[:, i, :] << (4 * i)
+        marlin_q = __getattr__("gptq_marlin_repack")(b_q_weight=packed, perm=torch.empty(0, dtype=torch.int,
+                                                     device=q.device), size_k=k, size_n=n, num_bits=4)
+        marlin_s = __getattr__("marlin_permute_scales")(s=scale.t().contiguous().to(dtype), size_k=k, size_n=n,
+                                                        group_size=group)
+        empty = torch.empty(0, dtype=torch.int, device=q.device)
+        return marlin_q, marlin_s, __getattr__("marlin_make_workspace")(q.device), empty, n, k
+
+    def gemm(x, packed, bias):
+        marlin_q, marlin_s, workspace, empty, n, k = packed
+        return __getattr__("apply_gptq_marlin_linear")(x, marlin_q, marlin_s, empty, empty, empty, workspace,
+                                                       __getattr__("scalar_types").uint4b8, n, k, True, bias)
+
+    def supports(n, k, group):  # Marlin's tiles: N in 64s, K in 128s, groups of 128 (or one per row)
+        return n % 64 == 0 and k % 128 == 0 and group in (128, k)
+
+    return Int4Kernels(pack=pack, gemm=gemm, supports=supports, name="marlin")
+
+
+def draft_kernels(kind: str, device):
+    """The fused kernels for ``kind`` draft weights (draft_weights.py) on ``device``, or None (emulation)."""
+    if kind == "fp8":
+        return fp8_w8a8_kernels(device)
+    if kind == "int4":
+        return int4_marlin_kernels(device)
+    return None
 
 
 def is_torch_native_backend(attn_backend) -> bool:

@@ -4,8 +4,11 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
 - ``ORTHRUS_BLOCK_ATTENTION`` (default 1): on CUDA, both passes of a step attend through
   ``block_attention`` (device-only metadata, so the host never waits for a step before
   preparing the next). 0 falls back to the server's attention backend.
-- ``ORTHRUS_FP8_DRAFTS`` (default 0): the draft pass reads fp8 copies of the MLP, diffusion
-  attention and lm_head weights (see orthrus_sglang/fp8.py). Lossless: only the verify pass decides tokens.
+- ``ORTHRUS_DRAFT_WEIGHTS`` (default bf16): what the draft pass reads (orthrus_sglang/draft_weights.py):
+  the checkpoint's weights, or fp8 (w8a8: SGLang's per-token quantisation kernel and CUTLASS
+  ``fp8_scaled_mm`` on Ada/Hopper) or int4 (w4a16, groups of 128: SGLang's Marlin, JIT-compiled on
+  first use) copies of the MLP, diffusion attention and lm_head. Lossless: only the verify pass
+  decides tokens. ``ORTHRUS_FP8_DRAFTS=1``, the older switch, is ``fp8``.
 - ``ORTHRUS_FUSED_RACE`` (default 0): keyed draws over the vocabulary as one Triton kernel
   (orthrus_sglang/keyed_race.py; read there, by both engines).
 - ``ORTHRUS_SIMULATE_ACCEPT_RATE`` (benchmarks only, NOT lossless): every request accepts each
@@ -57,8 +60,18 @@ def use_block_attention() -> bool:
     return True
 
 
-def use_fp8_drafts() -> bool:
-    return _flag("ORTHRUS_FP8_DRAFTS", False)
+def draft_weights() -> str:
+    """ORTHRUS_DRAFT_WEIGHTS (bf16, fp8, int4), or fp8 under the older ORTHRUS_FP8_DRAFTS=1."""
+    from ..draft_weights import KINDS
+
+    kind = (os.environ.get("ORTHRUS_DRAFT_WEIGHTS") or "").strip().lower()
+    if kind and kind not in KINDS:
+        raise ValueError(f"ORTHRUS_DRAFT_WEIGHTS={kind!r}: expected one of {', '.join(KINDS)}")
+    if _flag("ORTHRUS_FP8_DRAFTS", False):
+        if kind not in ("", "fp8"):
+            raise ValueError(f"ORTHRUS_FP8_DRAFTS=1 and ORTHRUS_DRAFT_WEIGHTS={kind} disagree: set one")
+        return "fp8"
+    return kind or "bf16"
 
 
 def simulated_accept_rate() -> float | None:

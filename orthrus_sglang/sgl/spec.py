@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import compat
-from .options import default_block_size
+from .options import default_block_size, draft_weights
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ def validate_orthrus_server_args(server_args) -> None:
         problems.append("--speculative-adaptive is not supported")
     if server_args.kv_canary != "none":
         problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
+    try:  # an ORTHRUS_* option with a bad value: said now, not when the model loads
+        kind = draft_weights()
+        if kind != "bf16" and (server_args.tp_size or 1) > 1:
+            problems.append(f"ORTHRUS_DRAFT_WEIGHTS={kind} supports --tp 1 only")
+    except ValueError as exc:
+        problems.append(str(exc))
     unsupported = _attention_backends(server_args) - set(SUPPORTED_ATTENTION_BACKENDS)
     if unsupported:
         problems.append(f"attention backend {sorted(unsupported)} is not validated with ORTHRUS yet; "

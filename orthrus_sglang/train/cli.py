@@ -56,6 +56,9 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="reference engine dtype" + D)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--check-ar", action="store_true", help="also decode plain AR and report the identical fraction")
+    p.add_argument("--draft-weights", default="bf16", choices=["bf16", "fp8", "int4"],
+                   help="weights the draft pass reads: the checkpoint's, or fp8 / int4 copies (ORTHRUS_DRAFT_WEIGHTS; "
+                        "emulated on a CPU); the verify pass always reads the checkpoint's" + D)
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE (default: none)")
     p.set_defaults(func=cmd_eval)
 
@@ -80,10 +83,13 @@ def cmd_eval(args) -> int:
     dtype = getattr(torch, args.dtype)
     model = load_model(model_dir, device=args.device, dtype=dtype) if "reference" in engines else None
     results, ar_outputs = [], None
-    if args.check_ar:
+    if args.check_ar:  # plain AR never runs the draft pass, so the draft weights do not matter here
         ref_model = model or load_model(model_dir, device=args.device, dtype=dtype)
         ar_outputs = eval_reference(ref_model, prompts, block_size=2, max_new_tokens=args.max_new_tokens,
                                     batch_size=args.batch_size, ar_only=True).outputs
+    low = args.draft_weights != "bf16"
+    if low and model is not None:
+        model.quantize_drafts(args.draft_weights)
     for engine in engines:
         for b in sizes:
             if engine == "reference":
@@ -91,14 +97,14 @@ def cmd_eval(args) -> int:
                                    batch_size=args.batch_size, progress=sys.stderr.isatty())
             else:
                 r = eval_sglang(str(model_dir), prompts, block_size=b, max_new_tokens=args.max_new_tokens,
-                                device="cpu" if args.device == "cpu" else "cuda")
-            record = r.to_dict()
+                                device="cpu" if args.device == "cpu" else "cuda", draft_weights=args.draft_weights)
+            record = {**r.to_dict(), "draft_weights": args.draft_weights}
             if ar_outputs is not None:
                 record["identical_to_ar"] = sum(a == o for a, o in zip(ar_outputs, r.outputs)) / len(prompts)
             results.append(record)
             rates = " ".join(f"{x:.2f}" for x in r.acceptance_per_position)
             extra = f", identical to AR {record['identical_to_ar']:.0%}" if ar_outputs is not None else ""
-            print(f"[{engine}] B={b}: tau {r.tau:.3f}, tokens/step {r.tokens_per_step:.3f}, {r.num_prompts} prompts, "
+            print(f"[{engine}{f', {args.draft_weights} drafts' if low else ''}] B={b}: tau {r.tau:.3f}, tokens/step {r.tokens_per_step:.3f}, {r.num_prompts} prompts, "
                   f"{r.num_steps} steps{extra}\n  acceptance by draft position: {rates}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "results": results}, indent=2) + "\n")

@@ -94,14 +94,23 @@ def sglang_engine_args(model_path: str, *, block_size: int, device: str) -> dict
 
 
 def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, max_new_tokens: int,
-                device: str = "cuda", engine=None, **engine_overrides) -> EvalResult:
-    """The same evaluation through SGLang; pass a running ``sglang.Engine`` as ``engine`` to reuse one."""
+                device: str = "cuda", engine=None, draft_weights: str = "bf16", **engine_overrides) -> EvalResult:
+    """The same evaluation through SGLang; pass a running ``sglang.Engine`` as ``engine`` to reuse one.
+    ``draft_weights``: what the draft pass of the engine started here reads (ORTHRUS_DRAFT_WEIGHTS)."""
     own = engine is None
+    if draft_weights != "bf16" and not own:
+        raise ValueError("draft_weights applies to an engine eval_sglang starts, not to one passed in")
     if own:
         args = {**sglang_engine_args(model_path, block_size=block_size, device=device), **engine_overrides}
         import sglang  # after sglang_engine_args: SGLang reads SGLANG_USE_CPU_ENGINE at import
 
-        engine = sglang.Engine(**args)
+        saved = {key: os.environ.pop(key, None) for key in ("ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS")}
+        os.environ["ORTHRUS_DRAFT_WEIGHTS"] = draft_weights  # read by the scheduler process it spawns
+        try:
+            engine = sglang.Engine(**args)
+        finally:
+            os.environ.pop("ORTHRUS_DRAFT_WEIGHTS")
+            os.environ.update({key: value for key, value in saved.items() if value is not None})
     try:
         outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0.0, "max_new_tokens": max_new_tokens})
     finally:

@@ -127,7 +127,8 @@ class Trainer:
         from .plot import NO_MATPLOTLIB, plot_tau_curve
 
         title = f"{Path(cfg.model).name}: held-out tau"
-        drawn = plot_tau_curve(self.history, self.out / "tau_curve.png", title=title)
+        drawn = plot_tau_curve(self.history, self.out / "tau_curve.png", title=title,
+                               main_set=next(iter(self.eval_prompts), None))
         if drawn is None and not self.curve_skipped:  # said once per run
             self.curve_skipped = True
             from tqdm import tqdm

@@ -14,8 +14,21 @@ EVAL_KEY = re.compile(r"^(?:(?P<set>[^:]+):)?B(?P<b>\d+)$")
 NO_MATPLOTLIB = "tau curve not drawn: matplotlib is not installed (pip install matplotlib); held-out tau is in {}"
 
 
-def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-out tau") -> Path | None:
-    """Draw the curve into ``path``; None (nothing drawn) without matplotlib."""
+def curve_labels(keys: list[str], main_set: str | None = None) -> dict[str, str]:
+    """Legend label of each history key: "B16" -> "broad B=16" (the first set's name), "ood:B16" ->
+    "ood B=16"; a JSONL path is named by its file's stem."""
+    labels = {}
+    for key in keys:
+        m = EVAL_KEY.match(key)
+        name = m["set"] or main_set or ""
+        labels[key] = f"{Path(name).stem if name.endswith('.jsonl') else name} B={m['b']}".strip()
+    return labels
+
+
+def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-out tau",
+                   main_set: str | None = None) -> Path | None:
+    """Draw the curve into ``path``; None (nothing drawn) without matplotlib. ``main_set``: the name of
+    the first prompt set (its keys are bare "B16"), for the legend."""
     try:
         import matplotlib
     except ModuleNotFoundError as exc:
@@ -28,7 +41,7 @@ def plot_tau_curve(history: list[dict], path: str | Path, *, title: str = "held-
 
     keys = {k: m for r in history for k in r if (m := EVAL_KEY.match(k))}  # "B16", "ood:B16" (setup.eval_key)
     sizes = sorted(keys, key=lambda k: (keys[k]["set"] or "", int(keys[k]["b"])))
-    label = {k: f"{keys[k]['set'] + ' ' if keys[k]['set'] else ''}B={keys[k]['b']}" for k in sizes}
+    label = curve_labels(sizes, main_set)
     fig, (curve, positions) = plt.subplots(1, 2, figsize=(11, 4))
     for key in sizes:
         points = [(r["step"], r[key]["tau"]) for r in history if key in r]

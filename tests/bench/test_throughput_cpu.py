@@ -5,6 +5,7 @@ ORTHRUS's greedy outputs are AR's.
 """
 
 import json
+from dataclasses import asdict
 import math
 import sys
 from pathlib import Path
@@ -148,6 +149,9 @@ def test_temperatures_side_by_side_on_one_engine(tmp_path, capsys):
     (["--temperature", "0,-1"], "--temperature"),
     (["--temperature", ""], "--temperature"),
     (["--backend", "sglang", "--shape", "nosuch"], "not a known shape (qwen3-8b)"),
+    (["--attention-backend", "triton,flashinfer"], "only the sglang backend on a GPU has a choice"),
+    (["--backend", "sglang", "--device", "cpu", "--attention-backend", "triton,flashinfer"], "has a choice"),
+    (["--attention-backend", ""], "--attention-backend must name"),
 ])
 def test_bad_flags_exit_with_one_line(tmp_path, capsys, flags, message):
     assert throughput.main(flags + ["--out-dir", str(tmp_path / "out")]) == 2
@@ -227,6 +231,40 @@ def test_summarize_arithmetic():
     assert not pinned.lossless and pinned.mode == "ORTHRUS B=3 tau pinned 2.5"
     with pytest.raises(ValueError):
         summarize(Mode("AR"), "synthetic", 1, [], wall_s=1.0)
+
+
+def test_every_mode_at_every_backend_against_the_fastest_ar():
+    """--attention-backend a,b: each mode runs at each backend; each cell's speedups and output checks
+    refer to the faster AR of that cell (per cell: here triton wins at concurrency 1, flashinfer at 8)."""
+    args = throughput.parse_args(["--backend", "sglang", "--modes", "ar,orthrus,dflash", "--block-sizes", "16",
+                                  "--attention-backend", "triton,flashinfer"])
+    modes = throughput.build_modes(args)
+    assert [m.label for m in modes] == ["AR [triton]", "AR [flashinfer]", "ORTHRUS B=16 [triton]",
+                                        "ORTHRUS B=16 [flashinfer]", "DFLASH B=16 tau pinned 6.49 [triton]",
+                                        "DFLASH B=16 tau pinned 6.49 [flashinfer]", "DFLASH B=16 tau pinned 9.6 [triton]",
+                                        "DFLASH B=16 tau pinned 9.6 [flashinfer]"]
+    got = throughput.Collected()
+
+    def add(mode, concurrency, wall_s, tokens):
+        got.runs.append(summarize(mode, "synthetic", concurrency, [RequestTiming(4, tokens, 0.1, 0.5)], wall_s))
+        got.outputs.append([tokens])
+
+    ar_t, ar_f, orthrus_f = modes[0], modes[1], modes[3]
+    add(ar_t, 1, 1.0, [1, 2, 3, 4])  # 4 tok/s
+    add(ar_f, 1, 2.0, [1, 2, 3, 4])  # 2 tok/s
+    add(ar_t, 8, 2.0, [1, 2, 3, 4])  # 2 tok/s
+    add(ar_f, 8, 0.5, [1, 2, 3, 9])  # 8 tok/s (bf16 backends may round a near-tie differently)
+    add(orthrus_f, 1, 0.5, [1, 2, 3, 4])  # 8 tok/s
+    add(orthrus_f, 8, 0.25, [1, 2, 3, 4])  # 16 tok/s
+    throughput.compare_with_ar(got)
+    c1, c8 = got.runs[4], got.runs[5]
+    assert (c1.ar_reference, c1.speedup_vs_ar, c1.outputs_equal_ar) == ("AR [triton]", 2.0, True)
+    assert (c8.ar_reference, c8.speedup_vs_ar, c8.outputs_equal_ar) == ("AR [flashinfer]", 2.0, False)
+    assert got.runs[1].speedup_vs_ar == 0.5 and got.runs[1].attention_backend == "flashinfer"
+    from bench.report import render
+
+    text = render({"env": {}, "args": vars(args), "runs": [asdict(r) for r in got.runs]})
+    assert "against the fastest AR of its cell" in text and "| AR [triton] |" in text
 
 
 def test_synthetic_prompts_are_seeded():

@@ -212,16 +212,16 @@ def test_a_deterministic_orthrus_equals_ar(model, dtype, tiny, tmp_path_factory)
     prompts = prompts_for(64, vocab, seed=1)
     outputs = {}
     runs = [("ar", {}), ("orthrus", dict(speculative_algorithm="ORTHRUS"))]
-    if dtype == "bfloat16":  # (f) fp8 drafts (real fp8 GEMMs in bf16): output must not change either
-        runs.append(("orthrus_fp8", dict(speculative_algorithm="ORTHRUS")))
+    if dtype == "bfloat16":  # fp8 (w8a8) and int4 (Marlin) draft weights in bf16: output must not change either
+        runs += [("orthrus_fp8", dict(speculative_algorithm="ORTHRUS")), ("orthrus_int4", dict(speculative_algorithm="ORTHRUS"))]
     for name, spec in runs:
-        os.environ["ORTHRUS_FP8_DRAFTS"] = "1" if name == "orthrus_fp8" else "0"
+        os.environ["ORTHRUS_DRAFT_WEIGHTS"] = name.split("_")[1] if "_" in name else "bf16"
         engine = launch(path, dtype=dtype, enable_deterministic_inference=True, **extra, **spec)
         try:
             outputs[name] = run(engine, prompts, 64)[0]
         finally:
             engine.shutdown()
-            os.environ.pop("ORTHRUS_FP8_DRAFTS")
+            os.environ.pop("ORTHRUS_DRAFT_WEIGHTS")
     dump_dir = os.environ.get("ORTHRUS_GPU_REPORT_DIR")
     if dump_dir:  # the raw sequences, to examine the differing ones off the GPU host
         Path(dump_dir, f"a_{model}_{dtype}.json").write_text(json.dumps({"prompts": prompts, **outputs}))

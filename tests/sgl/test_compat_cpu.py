@@ -19,6 +19,11 @@ def test_every_sglang_name_resolves(name):
     assert getattr(compat, name) is not None
 
 
+def test_draft_weight_kernels_are_cuda_only():
+    """On a CPU every draft-weight kind runs its emulation: compat offers no kernels."""
+    assert [compat.draft_kernels(kind, "cpu") for kind in ("bf16", "fp8", "int4")] == [None, None, None]
+
+
 @pytest.mark.parametrize("target", [compat.CAPTURE_SPEC_INFO_TARGET, compat.SAMPLE_FROM_PROBS_TARGET,
                                     compat.CREATE_TOKENIZED_OBJECT_TARGET])
 def test_every_hooked_method_exists(target):

@@ -107,4 +107,9 @@ def test_training_evaluates_every_listed_prompt_set_and_draws_each(tmp_path):
         TrainConfig(model="m", out=str(tmp_path), eval_prompts=" , ")
     point = {"tau": 2.0, "acceptance_per_position": [0.8, 0.5, 0.2]}
     history = [{"step": s, "B8": point, "ood:B8": point, "/data/my prompts:B8": point} for s in (0, 10)]
-    assert plot_tau_curve(history, tmp_path / "curve.png").stat().st_size > 10_000
+    assert plot_tau_curve(history, tmp_path / "curve.png", main_set="broad").stat().st_size > 10_000
+    from orthrus_sglang.train.plot import curve_labels
+
+    assert curve_labels(["B8", "ood:B8", "/data/my prompts.jsonl:B16"], "broad") == {
+        "B8": "broad B=8", "ood:B8": "ood B=8", "/data/my prompts.jsonl:B16": "my prompts B=16"}
+    assert curve_labels(["B8"], "/data/x.jsonl") == {"B8": "x B=8"} and curve_labels(["B8"]) == {"B8": "B=8"}

@@ -45,6 +45,17 @@ def test_eval_prints_and_writes_tau(trained, tmp_path, capsys):
                for r in records)
 
 
+def test_eval_with_low_precision_draft_weights(trained, tmp_path, capsys):
+    """--draft-weights int4: the draft pass reads int4 copies (emulated on the CPU); output still AR's."""
+    _, results = trained
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", results["model"], "--num-prompts", "3", "--max-new-tokens", "12",
+                 "--block-sizes", "8", "--check-ar", "--draft-weights", "int4", "--json", str(out)]) == 0
+    assert "[reference, int4 drafts] B=8: tau" in capsys.readouterr().out
+    (record,) = json.loads(out.read_text())["results"]
+    assert record["draft_weights"] == "int4" and record["identical_to_ar"] == 1.0
+
+
 def test_loss_comparison_script(trained, tmp_path, capsys):
     cfg, _ = trained
     init, data = Path(cfg.out) / "init", Path(cfg.out) / "data" / "train.jsonl"

@@ -20,7 +20,7 @@ from typing import Iterable, Optional
 import torch
 from torch import nn
 
-from ...fp8 import Fp8Weight, fp8_linear, prepare_for, quantize_weight
+from ...draft_weights import DraftWeight, draft_linear, path_for, prepare_for, quantize
 from ..block_attention import block_attention
 from ..compat import (
     AttentionType,
@@ -41,11 +41,12 @@ from ..compat import (
     current_req_to_token_pool,
     current_token_to_kv_pool,
     default_weight_loader,
+    draft_kernels,
     get_rope,
     parallel_state,
     run_fused_ops_natively,
 )
-from ..options import block_attention_splits, use_block_attention, use_fp8_drafts
+from ..options import block_attention_splits, draft_weights, use_block_attention
 from ..step_buffers import StepBuffers
 
 logger = logging.getLogger(__name__)
@@ -94,13 +95,13 @@ class OrthrusAttention(nn.Module):
                                         layer_id=layer_id, attn_type=AttentionType.ENCODER_ONLY,
                                         prefix=add_prefix("attn_diff", prefix))
         self.use_block_kernel = use_block_attention()
-        self.fp8_diff: Optional[tuple[Fp8Weight, Fp8Weight]] = None  # (qkv, o) when drafts read fp8
+        self.draft_diff: Optional[tuple[DraftWeight, DraftWeight]] = None  # (qkv, o): fp8/int4 draft weights
 
     def forward(self, positions: torch.Tensor, hidden_states: torch.Tensor, forward_batch: ForwardBatch,
                 diffusion: bool = False) -> torch.Tensor:
         suffix = VIEWS[diffusion]
-        fp8 = self.fp8_diff if diffusion else None  # fp8 draft weights (ORTHRUS_FP8_DRAFTS)
-        qkv = fp8_linear(hidden_states, fp8[0]) if fp8 else getattr(self, f"qkv_proj{suffix}")(hidden_states)[0]
+        low = self.draft_diff if diffusion else None  # low-precision draft weights (ORTHRUS_DRAFT_WEIGHTS)
+        qkv = draft_linear(hidden_states, low[0]) if low else getattr(self, f"qkv_proj{suffix}")(hidden_states)[0]
         q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         if self.qk_norm:
             q, k = apply_qk_norm(q=q, k=k, q_norm=getattr(self, f"q_norm{suffix}"),
@@ -111,7 +112,7 @@ class OrthrusAttention(nn.Module):
             attn_out = self._block_attention(q, k, v, forward_batch, attn, causal=not diffusion)
         else:
             attn_out = attn(q, k, v, forward_batch, save_kv_cache=True)
-        return fp8_linear(attn_out, fp8[1]) if fp8 else getattr(self, f"o_proj{suffix}")(attn_out)[0]
+        return draft_linear(attn_out, low[1]) if low else getattr(self, f"o_proj{suffix}")(attn_out)[0]
 
     def _block_attention(self, q, k, v, forward_batch: ForwardBatch, layer: RadixAttention, causal: bool):
         """Both passes of an ORTHRUS step on CUDA: store the block's K/V into its verify slots, then
@@ -142,7 +143,7 @@ class OrthrusDecoderLayer(nn.Module):
                             quant_config=quant_config, prefix=add_prefix("mlp", prefix))
         self.input_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-        self.fp8_mlp: Optional[tuple[Fp8Weight, Fp8Weight]] = None  # (gate_up, down) for the draft pass
+        self.draft_mlp: Optional[tuple[DraftWeight, DraftWeight]] = None  # (gate_up, down) for the draft pass
 
     def forward(self, positions, hidden_states, forward_batch, residual, diffusion: bool = False):
         if residual is None:
@@ -152,9 +153,9 @@ class OrthrusDecoderLayer(nn.Module):
             hidden_states, residual = self.input_layernorm(hidden_states, residual)
         hidden_states = self.self_attn(positions, hidden_states, forward_batch, diffusion)
         hidden_states, residual = self.post_attention_layernorm(hidden_states, residual)
-        if diffusion and self.fp8_mlp is not None:
-            gate_up, down = self.fp8_mlp
-            return fp8_linear(self.mlp.act_fn(fp8_linear(hidden_states, gate_up)), down), residual
+        if diffusion and self.draft_mlp is not None:
+            gate_up, down = self.draft_mlp
+            return draft_linear(self.mlp.act_fn(draft_linear(hidden_states, gate_up)), down), residual
         return self.mlp(hidden_states), residual
 
 
@@ -206,7 +207,7 @@ class OrthrusLM(nn.Module):
         self.logits_processor = LogitsProcessor(config)
         if torch.get_default_dtype() == torch.float32 and torch.cuda.is_available():
             _use_native_ops(self)
-        self.fp8_lm_head: Optional[Fp8Weight] = None
+        self.draft_lm_head: Optional[DraftWeight] = None
 
     @staticmethod
     def _refuse_unsupported(config) -> None:
@@ -263,8 +264,8 @@ class OrthrusLM(nn.Module):
             logits = self.logits_processor(block_ids, hidden, self.lm_head, forward_batch).next_token_logits
             return logits.view(bs, B, -1)[:, : B - 1, : self.config.vocab_size]
         rows = hidden.view(bs, B, -1)[:, : B - 1].reshape(bs * (B - 1), -1)
-        if self.fp8_lm_head is not None:
-            return fp8_linear(rows, self.fp8_lm_head).view(bs, B - 1, -1)
+        if self.draft_lm_head is not None:
+            return draft_linear(rows, self.draft_lm_head).view(bs, B - 1, -1)
         weight = self.lm_head.weight[: self.config.vocab_size]  # drop the vocab padding rows
         return torch.matmul(rows.to(weight.dtype), weight.t()).view(bs, B - 1, -1)
 
@@ -280,37 +281,49 @@ class OrthrusLM(nn.Module):
         slots.store(dist)
         return drafts
 
-    # ---- fp8 drafts ----------------------------------------------------------------------
+    # ---- low-precision draft weights -------------------------------------------------------
     def post_load_weights(self) -> None:
         """After the weights are in (load_weights, or a loader that bypasses it, e.g. dummy)."""
-        if use_fp8_drafts() and self.fp8_lm_head is None:
-            self._build_fp8_drafts()
+        kind = draft_weights()
+        if kind != "bf16" and self.draft_lm_head is None:
+            self._build_draft_weights(kind)
 
-    def _build_fp8_drafts(self) -> None:
-        """fp8 copies of what the draft pass reads most: MLP, diffusion attention projections, lm_head.
-        The diffusion attention keeps only its fp8 copy (nothing else reads it)."""
+    def _build_draft_weights(self, kind: str) -> None:
+        """fp8 or int4 copies (draft_weights.py) of what the draft pass reads most: MLP, diffusion
+        attention projections, lm_head. The diffusion attention keeps only its copy (nothing else reads it)."""
         if parallel_state().tp_size > 1:
-            raise ValueError("ORTHRUS_FP8_DRAFTS=1 supports --tp 1 only")
-        before = torch.cuda.memory_allocated() if torch.cuda.is_available() else 0
+            raise ValueError(f"ORTHRUS_DRAFT_WEIGHTS={kind} supports --tp 1 only")
+        cuda = torch.cuda.is_available()
+        before = (torch.cuda.memory_allocated(), torch.cuda.memory_reserved()) if cuda else (0, 0)
+        kernels = draft_kernels(kind, self.lm_head.weight.device)  # SGLang's w8a8 or Marlin GEMM, where it runs
+        dtype = next(self.parameters()).dtype
         built = []
+
+        def copy(weight, bias=None):
+            w = quantize(kind, weight, bias, kernels)
+            prepare_for(w, dtype)  # packed for its kernel now (int4 drops its unpacked copy): less at peak
+            built.append(w)
+            return w
+
         for layer in self.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
-            layer.fp8_mlp = (quantize_weight(mlp.gate_up_proj.weight), quantize_weight(mlp.down_proj.weight))
-            attn.fp8_diff = (quantize_weight(attn.qkv_proj_diff.weight, attn.qkv_proj_diff.bias),
-                             quantize_weight(attn.o_proj_diff.weight, attn.o_proj_diff.bias))
-            for linear in (attn.qkv_proj_diff, attn.o_proj_diff):
+            layer.draft_mlp = (copy(mlp.gate_up_proj.weight), copy(mlp.down_proj.weight))
+            attn.draft_diff = (copy(attn.qkv_proj_diff.weight, attn.qkv_proj_diff.bias),
+                               copy(attn.o_proj_diff.weight, attn.o_proj_diff.bias))
+        self.draft_lm_head = copy(self.lm_head.weight[: self.config.vocab_size])
+        # Freed only now, whole: had the copies and quantisation scratch been carved out of these
+        # blocks as they were freed, the allocator could not hand the blocks back (empty_cache frees
+        # whole segments only) and the KV pool would shrink by more than the copies' net size.
+        for layer in self.model.layers:
+            for linear in (layer.self_attn.qkv_proj_diff, layer.self_attn.o_proj_diff):
                 linear.weight.data = linear.weight.data.new_empty(0)
-            built += [*layer.fp8_mlp, *attn.fp8_diff]
-        self.fp8_lm_head = quantize_weight(self.lm_head.weight[: self.config.vocab_size])
-        built.append(self.fp8_lm_head)
-        dtype = next(self.parameters()).dtype
-        for w in built:
-            prepare_for(w, dtype)
-        if torch.cuda.is_available():
+        paths = sorted({path_for(w, dtype) for w in built})
+        if cuda:  # reserved > allocated after empty_cache = blocks the KV pool cannot have
             torch.cuda.empty_cache()
-            logger.info("ORTHRUS fp8 drafts: %.2f GB of fp8 draft weights (%.2f GB net after freeing the "
-                        "bf16 diffusion attention)", sum(w.nbytes() for w in built) / 1e9,
-                        (torch.cuda.memory_allocated() - before) / 1e9)
+            logger.info("ORTHRUS %s drafts (%s GEMM): %.2f GB of draft weights; net after freeing the bf16 "
+                        "diffusion attention %.2f GB allocated, %.2f GB reserved", kind, "/".join(paths),
+                        sum(w.nbytes() for w in built) / 1e9, (torch.cuda.memory_allocated() - before[0]) / 1e9,
+                        (torch.cuda.memory_reserved() - before[1]) / 1e9)
 
     # ---- weights -------------------------------------------------------------------------
     STACKED = [  # (param, checkpoint name, shard); the _diff entries first so q_proj never matches q_proj_diff
