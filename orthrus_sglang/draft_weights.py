@@ -1,8 +1,9 @@
 """The weights the draft pass reads (ORTHRUS_DRAFT_WEIGHTS; the reference engine's ``draft_weights``).
 
 ``bf16`` (the default): the checkpoint's own. ``fp8`` (fp8.py: e4m3 weights per output channel and
-activations per token, w8a8) and ``int4`` (int4.py: round-to-nearest groups of 128, w4a16): copies of
-the draft pass's GEMM weights (the diffusion attention projections, the MLP, lm_head). Lossless
+activations per token, w8a8) and ``int4`` (int4.py: round-to-nearest groups of 128 input channels,
+w4a16; ``int4-g64`` and ``int4-g32``: groups of 64 and 32, which Marlin also takes): copies of the
+draft pass's GEMM weights (the diffusion attention projections, the MLP, lm_head). Lossless
 whatever the kind: the verify pass reads the checkpoint's weights and alone decides the tokens; a
 kind only changes how many drafts are accepted (tau) and what the draft pass costs. Both engines
 build and run them through these functions, so the reference engine's drafts are SGLang's up to
@@ -17,7 +18,7 @@ import torch
 
 from . import fp8, int4
 
-KINDS = ("bf16", "fp8", "int4")
+KINDS = ("bf16", "fp8", "int4", "int4-g64", "int4-g32")
 DraftWeight = Union[fp8.Fp8Weight, int4.Int4Weight]
 
 
@@ -31,9 +32,14 @@ def quantize(kind: str, weight: torch.Tensor, bias: Optional[torch.Tensor] = Non
     """A ``kind`` copy of ``weight`` ([N, K]); ``kernels``: that kind's fused kernels for its device, or None."""
     if kind == "fp8":
         return fp8.quantize_weight(weight, bias, kernels)
-    if kind == "int4":
-        return int4.quantize_int4(weight, bias, kernels)
+    if kind.startswith("int4"):
+        return int4.quantize_int4(weight, bias, kernels, group=int4_group(kind))
     raise ValueError(f"draft weights {kind!r} have no quantised copy (expected fp8 or int4)")
+
+
+def int4_group(kind: str) -> int:
+    """Input channels per scale of an int4 kind: int4 -> 128, int4-g32 -> 32."""
+    return int(kind.partition("-g")[2] or int4.GROUP)
 
 
 def draft_linear(x: torch.Tensor, w: DraftWeight) -> torch.Tensor:

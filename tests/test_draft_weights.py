@@ -37,7 +37,7 @@ def checkpoint(request, tmp_path_factory):
                                  diff_from_ar=True, block_size=4)
 
 
-@pytest.mark.parametrize("kind", ["fp8", "int4"])
+@pytest.mark.parametrize("kind", ["fp8", "int4", "int4-g32"])
 def test_low_precision_drafts_keep_greedy_output_equal_to_ar(checkpoint, kind):
     params = SamplingParams(max_new_tokens=40, ignore_eos=True)
     low = Engine(checkpoint, block_size=4, max_batch_size=4, draft_weights=kind)
@@ -50,12 +50,12 @@ def test_low_precision_drafts_keep_greedy_output_equal_to_ar(checkpoint, kind):
     # The draft pass holds copies of its MLP, diffusion attention and lm_head, of that kind.
     layer = low.model.model.layers[0]
     assert layer.draft_mlp is not None and layer.self_attn.draft is not None and low.model.draft_lm_head is not None
-    assert type(low.model.draft_lm_head).__name__ == {"fp8": "Fp8Weight", "int4": "Int4Weight"}[kind]
+    assert type(low.model.draft_lm_head).__name__ == ("Fp8Weight" if kind == "fp8" else "Int4Weight")
     assert low.model.draft_weights == kind and full.model.draft_weights == "bf16"
 
 
 def test_draft_weight_kinds_are_checked(checkpoint):
-    with pytest.raises(ValueError, match="expected one of bf16, fp8, int4"):
+    with pytest.raises(ValueError, match="expected one of bf16, fp8, int4, int4-g64, int4-g32"):
         Engine(checkpoint, block_size=4, draft_weights="int3")
     with pytest.raises(ValueError, match="disagree"):
         Engine(checkpoint, block_size=4, fp8_drafts=True, draft_weights="int4")
@@ -121,6 +121,9 @@ def test_server_option_names_the_kind(monkeypatch):
     monkeypatch.delenv("ORTHRUS_FP8_DRAFTS")
     with pytest.raises(ValueError, match="expected one of bf16, fp8, int4"):
         draft_weights()
+    from orthrus_sglang.draft_weights import int4_group
+
+    assert [int4_group(k) for k in ("int4", "int4-g64", "int4-g32")] == [128, 64, 32]
 
 
 def test_fused_kernels_get_the_layouts_they_expect():

@@ -395,8 +395,8 @@ def int4_marlin_kernels(device):
         return __getattr__("apply_gptq_marlin_linear")(x, marlin_q, marlin_s, empty, empty, empty, workspace,
                                                        __getattr__("scalar_types").uint4b8, n, k, True, bias)
 
-    def supports(n, k, group):  # Marlin's tiles: N in 64s, K in 128s, groups of 128 (or one per row)
-        return n % 64 == 0 and k % 128 == 0 and group in (128, k)
+    def supports(n, k, group):  # Marlin's tiles: N in 64s, K in 128s; groups of 32, 64, 128 or one per row
+        return n % 64 == 0 and k % 128 == 0 and group in (32, 64, 128, k)
 
     return Int4Kernels(pack=pack, gemm=gemm, supports=supports, name="marlin")
 

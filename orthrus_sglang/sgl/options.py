@@ -6,8 +6,8 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   preparing the next). 0 falls back to the server's attention backend.
 - ``ORTHRUS_DRAFT_WEIGHTS`` (default bf16): what the draft pass reads (orthrus_sglang/draft_weights.py):
   the checkpoint's weights, or fp8 (w8a8: SGLang's per-token quantisation kernel and CUTLASS
-  ``fp8_scaled_mm`` on Ada/Hopper) or int4 (w4a16, groups of 128: SGLang's Marlin, JIT-compiled on
-  first use) copies of the MLP, diffusion attention and lm_head. Lossless: only the verify pass
+  ``fp8_scaled_mm`` on Ada/Hopper) or int4 (w4a16, groups of 128; int4-g64 / int4-g32: smaller
+  groups: SGLang's Marlin, JIT-compiled on first use) copies of the MLP, diffusion attention and lm_head. Lossless: only the verify pass
   decides tokens. ``ORTHRUS_FP8_DRAFTS=1``, the older switch, is ``fp8``.
 - ``ORTHRUS_FUSED_RACE`` (default 0): keyed draws over the vocabulary as one Triton kernel
   (orthrus_sglang/keyed_race.py; read there, by both engines).
@@ -61,7 +61,7 @@ def use_block_attention() -> bool:
 
 
 def draft_weights() -> str:
-    """ORTHRUS_DRAFT_WEIGHTS (bf16, fp8, int4), or fp8 under the older ORTHRUS_FP8_DRAFTS=1."""
+    """ORTHRUS_DRAFT_WEIGHTS (draft_weights.KINDS), or fp8 under the older ORTHRUS_FP8_DRAFTS=1."""
     from ..draft_weights import KINDS
 
     kind = (os.environ.get("ORTHRUS_DRAFT_WEIGHTS") or "").strip().lower()

@@ -40,6 +40,7 @@ def cmd_train(args) -> int:
 
 def add_eval_parser(sub) -> None:
     from ..cli_help import D, MODEL_HELP, THREADS_HELP
+    from ..draft_weights import KINDS as DRAFT_KINDS
     from ..demo import DEMO_MODEL_ID
     from .prompts import SOURCES_HELP
 
@@ -56,7 +57,7 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="reference engine dtype" + D)
     p.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     p.add_argument("--check-ar", action="store_true", help="also decode plain AR and report the identical fraction")
-    p.add_argument("--draft-weights", default="bf16", choices=["bf16", "fp8", "int4"],
+    p.add_argument("--draft-weights", default="bf16", choices=list(DRAFT_KINDS),
                    help="weights the draft pass reads: the checkpoint's, or fp8 / int4 copies (ORTHRUS_DRAFT_WEIGHTS; "
                         "emulated on a CPU); the verify pass always reads the checkpoint's" + D)
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE (default: none)")
