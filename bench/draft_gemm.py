@@ -18,7 +18,8 @@ the draft pass's GEMMs in all (each layer's four times the layer count, plus lm_
 - ``marlin-fp8`` (w8a16) and ``marlin-int4`` (w4a16, groups of 128, round to nearest: what
   ``ORTHRUS_DRAFT_WEIGHTS=int4`` runs): SGLang's Marlin weight-only GEMMs with bf16 activations.
   Marlin is JIT-compiled on first use, which took about 6 minutes on a cold GPU host; the first
-  call's time (quantisation, packing, compilation) is reported as ``compile_s``.
+  call's time (quantisation, packing, compilation) is reported as ``compile_s``. (``marlin-fp8``
+  has not run on a GPU yet; ``marlin-int4``'s kernel path is tests/gpu/test_draft_kernels_gpu.py's.)
 - ``int4-emulated``: the int4 arithmetic dequantised into a bf16 matmul (what a CPU runs).
 
 Weights and activations are random (normal, weights scaled like a trained model's); the errors
