@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.record import request_sampling
+from orthrus_sglang.draft_weights import KINDS as DRAFT_KINDS
 from bench.shapes import write_plain_qwen3_shape, write_shape
 
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--shape", default="qwen3-8b")
     ap.add_argument("--block-size", type=int, default=32)
     ap.add_argument("--pin-tau", type=float, default=None)
-    ap.add_argument("--draft-weights", choices=["bf16", "fp8", "int4", "int4-g64", "int4-g32"], default="bf16",
+    ap.add_argument("--draft-weights", choices=DRAFT_KINDS, default="bf16",
                     help="orthrus: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS)")
     ap.add_argument("--fp8-drafts", action="store_true", help="orthrus: --draft-weights fp8 (the older flag)")
     ap.add_argument("--temperature", type=float, default=0.0, help="0: greedy; else requests sample, seeded")
