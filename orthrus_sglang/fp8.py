@@ -40,7 +40,7 @@ class Fp8Kernels:
 @dataclass
 class Fp8Weight:
     weight: torch.Tensor  # [N, K] float8_e4m3fn
-    scale: torch.Tensor  # [N] float32: w ~= weight * scale[:, None]
+    scale: torch.Tensor  # [N] float32 ([N, 1] once prepared for fused kernels): w ~= weight * scale per row
     bias: Optional[torch.Tensor] = None
     kernels: Optional[Fp8Kernels] = None  # fused kernels for this weight's device, when there are
     _dequantized: dict = field(default_factory=dict, repr=False)  # emulation cache, per dtype
@@ -100,7 +100,8 @@ def _fused_ok(dtype: torch.dtype, w: Fp8Weight) -> bool:
 
 
 def path_for(w: Fp8Weight, dtype: torch.dtype) -> str:
-    """Which of the module docstring's paths fp8_linear takes: 'fused', 'scaled_mm' or 'emulated'."""
+    """Which of the module docstring's paths fp8_linear takes: the kernels' name (SGLang's: 'w8a8'),
+    'scaled_mm' or 'emulated'."""
     if _fused_ok(dtype, w):
         return w.kernels.name
     return "scaled_mm" if _scaled_mm_ok(dtype, w) else "emulated"

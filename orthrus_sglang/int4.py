@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-GROUP = 128  # input channels per scale
+GROUP = 128  # input channels per scale (draft_weights.INT4_GROUP)
 QMAX = 7  # q in [-8, 7]; the scale maps a group's largest magnitude to 7
 
 

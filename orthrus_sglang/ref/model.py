@@ -9,7 +9,7 @@ its own block. Both views run through ``forward``; only the AR view writes the K
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,11 @@ from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRotaryEmbedd
 from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm as RMSNorm
 
 from ..config import OrthrusConfig
-from ..draft_weights import DraftWeight, check_kind, draft_linear, prepare_for, quantize
+from ..draft_weights import check_kind, draft_linear, prepare_for, quantize
 from .kv_cache import KVCache
+
+if TYPE_CHECKING:
+    from ..draft_weights import DraftWeight
 
 View = Literal["ar", "diff"]
 

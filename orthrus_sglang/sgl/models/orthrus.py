@@ -15,12 +15,12 @@ the ORTHRUS algorithm, one ``forward`` runs both phases of a step (so one CUDA g
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 import torch
 from torch import nn
 
-from ...draft_weights import DraftWeight, draft_linear, path_for, prepare_for, quantize
+from ...draft_weights import draft_linear, path_for, prepare_for, quantize
 from ..block_attention import block_attention
 from ..compat import (
     AttentionType,
@@ -48,6 +48,9 @@ from ..compat import (
 )
 from ..options import block_attention_splits, draft_weights, use_block_attention
 from ..step_buffers import StepBuffers
+
+if TYPE_CHECKING:
+    from ...draft_weights import DraftWeight
 
 logger = logging.getLogger(__name__)
 ALGORITHM_NAME = "ORTHRUS"
