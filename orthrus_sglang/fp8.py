@@ -49,6 +49,11 @@ class Fp8Weight:
     def out_features(self) -> int:
         return self.weight.shape[0]
 
+    @property
+    def shape(self) -> tuple:
+        """(N, K), as Int4Weight.shape."""
+        return tuple(self.weight.shape)
+
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         if dtype not in self._dequantized:
             self._dequantized[dtype] = (self.weight.to(torch.float32) * self.scale.view(-1, 1)).to(dtype)

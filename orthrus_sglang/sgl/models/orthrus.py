@@ -190,11 +190,6 @@ def _use_native_ops(model: nn.Module) -> None:
     run_fused_ops_natively(model)
 
 
-def _shape_of(w) -> tuple:
-    """(N, K) of a draft weight of any kind."""
-    return tuple(getattr(w, "shape", None) or w.weight.shape)
-
-
 def is_orthrus_verify(forward_batch: ForwardBatch) -> bool:
     return (forward_batch.forward_mode.is_target_verify()
             and getattr(forward_batch.spec_algorithm, "name", None) == ALGORITHM_NAME)
@@ -325,13 +320,14 @@ class OrthrusLM(nn.Module):
         for layer in self.model.layers:
             for linear in (layer.self_attn.qkv_proj_diff, layer.self_attn.o_proj_diff):
                 linear.weight.data = linear.weight.data.new_empty(0)
-        paths = sorted({path_for(w, dtype) for w in built})
-        emulated = [w for w in built if path_for(w, dtype) == "emulated"]
+        path_of = [path_for(w, dtype) for w in built]
+        paths = sorted(set(path_of))
+        emulated = [w for w, path in zip(built, path_of) if path == "emulated"]
         if cuda and emulated:  # dequantised copies: more memory and slower drafts than bf16 ones
             logger.warning("ORTHRUS %s drafts: %d of %d draft weights have no %s kernel for their shape or dtype "
                            "(e.g. %s in %s) and run an emulation, slower than bf16 drafts; use "
                            "ORTHRUS_DRAFT_WEIGHTS=bf16 or fp8 for this model", kind, len(emulated), len(built),
-                           "Marlin" if kind.startswith("int4") else "fp8", tuple(_shape_of(emulated[0])), dtype)
+                           "Marlin" if kind.startswith("int4") else "fp8", emulated[0].shape, dtype)
         if cuda:  # reserved > allocated after empty_cache = blocks the KV pool cannot have
             torch.cuda.empty_cache()
             logger.info("ORTHRUS %s drafts (%s GEMM): %.2f GB of draft weights; net after freeing the bf16 "
