@@ -1,7 +1,8 @@
 """The quickstart's demo model (trained view) through real SGLang on a GPU: real, unpinned acceptance.
 
     python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \\
-        [--concurrency 1,32] [--temperature 0.7] [--no-identity] --out-dir DIR
+        [--concurrency 1,32] [--temperature 0.7] [--no-identity] [--attention-backend flashinfer] \
+        [--draft-weights bf16,fp8] --out-dir DIR
 
 PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
 The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied). Held-out prompts
@@ -11,7 +12,9 @@ of the shipped prompt set, chat template, greedy unless said, EOS honoured (real
    outputs identical to AR (--no-identity skips it);
 3. sampling at --temperature, at each concurrency: AR vs ORTHRUS with greedy drafts (target-only
    verification) vs ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling):
-   tau and tokens/s.
+   tau and tokens/s;
+4. each --draft-weights kind besides bf16 (ORTHRUS_DRAFT_WEIGHTS): ORTHRUS with those draft
+   weights, greedy, at each concurrency: the real acceptance they cost, and their speed.
 Writes results.json and results.md to --out-dir.
 """
 
@@ -27,10 +30,24 @@ def _raise(signum, frame):
     raise RuntimeError("an SGLang child process failed")
 
 
-def launch(model: Path, max_concurrency: int, **flags):
+def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16", **flags):
+    """An engine; ``draft_weights``: ORTHRUS_DRAFT_WEIGHTS, read by the scheduler process it spawns."""
+    import os
+
     import sglang
 
-    return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend="triton", sampling_backend="pytorch",
+    saved = os.environ.get("ORTHRUS_DRAFT_WEIGHTS")
+    os.environ["ORTHRUS_DRAFT_WEIGHTS"] = draft_weights
+    try:
+        return _engine(sglang, model, max_concurrency, attention_backend, **flags)
+    finally:
+        os.environ.pop("ORTHRUS_DRAFT_WEIGHTS")
+        if saved is not None:
+            os.environ["ORTHRUS_DRAFT_WEIGHTS"] = saved
+
+
+def _engine(sglang, model: Path, max_concurrency: int, attention_backend: str, **flags):
+    return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend, sampling_backend="pytorch",
                          skip_tokenizer_init=True, mem_fraction_static=0.5, max_running_requests=max_concurrency,
                          cuda_graph_max_bs_decode=max_concurrency, cuda_graph_backend_prefill="disabled",
                          random_seed=0, log_level="error", custom_sigquit_handler=_raise, **flags)
@@ -80,8 +97,18 @@ def main(argv: list[str] | None = None) -> int:
                     "--enable-deterministic-inference: speed (so labelled) and identity from the same runs; no sampling")
     ap.add_argument("--no-identity", action="store_true", help="skip step 2 (two engine starts): speed and "
                     "sampling only")
+    ap.add_argument("--attention-backend", default="flashinfer", help="every engine's (flashinfer: the faster one "
+                    "for AR and ORTHRUS on an H100; triton: the runs before 2026-12-07)")
+    ap.add_argument("--draft-weights", default="bf16", help="comma list of ORTHRUS_DRAFT_WEIGHTS kinds; each besides "
+                    "bf16 adds an ORTHRUS engine with those draft weights (greedy speed and tau)")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
+    from orthrus_sglang.draft_weights import check_kind
+
+    try:
+        low = [check_kind(k.strip()) for k in args.draft_weights.split(",") if k.strip() not in ("", "bf16")]
+    except ValueError as exc:
+        ap.error(str(exc))
     if args.deterministic_only and args.no_identity:
         ap.error("--deterministic-only measures identity: it cannot take --no-identity")
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -104,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     top = max(levels)
     results = {"hardware": torch.cuda.get_device_name(), "model": str(model), "block_size": args.block_size,
                "prompts": len(prompts), "max_new_tokens": args.max_new_tokens, "dtype": "bfloat16",
-               "attention_backend": "triton", "runs": []}
+               "attention_backend": args.attention_backend, "runs": []}
 
     def record(label, mode, concurrency, sampling, r):
         row = {"label": label, "mode": mode, "concurrency": concurrency, "temperature": sampling["temperature"],
@@ -129,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, flags in configs[:2] if args.deterministic_only else configs:  # 1 and 3: speed, greedy and sampled
         if args.deterministic_only:
             flags = {**flags, "enable_deterministic_inference": True}
-        engine = launch(model, top, **flags)
+        engine = launch(model, top, args.attention_backend, **flags)
         try:
             run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
             if name != "ORTHRUS sampled drafts":
@@ -142,9 +169,19 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.shutdown()
     for name, flags in [] if args.deterministic_only or args.no_identity else configs[:2]:  # 2: bf16, deterministic
-        engine = launch(model, top, enable_deterministic_inference=True, **flags)
+        engine = launch(model, top, args.attention_backend, enable_deterministic_inference=True, **flags)
         try:
             identity[name] = run(engine, prompts, top, greedy)["outputs"]
+        finally:
+            engine.shutdown()
+    for kind in low:  # 4: low-precision draft weights, greedy
+        engine = launch(model, top, args.attention_backend, draft_weights=kind, **orthrus)
+        try:
+            run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
+            for c in levels:
+                r = record(f"ORTHRUS {kind} drafts", f"ORTHRUS {kind}", c, greedy, run(engine, subset(c), c, greedy))
+                results.setdefault("draft_weights_identical", {})[f"{kind} c{c}"] = sum(
+                    a == b for a, b in zip(outputs[("AR", c)], r["outputs"]))
         finally:
             engine.shutdown()
     if identity:
@@ -180,6 +217,9 @@ def render(results: dict) -> str:
                 else "Identity with deterministic inference: not measured in this run (--no-identity). ")
     lines += ["", identity + f"The speed runs{' (deterministic inference on)' if results['deterministic_speed_runs'] else ''}: "
               f"{results['speed_runs_identical']} identical per concurrency (greedy, bf16)."]
+    if results.get("draft_weights_identical"):  # not deterministic inference: bf16 near-ties may round apart
+        lines += ["", f"Low-precision draft weights, outputs identical to the AR speed run's: "
+                  f"{results['draft_weights_identical']} (of {results['prompts']} each)."]
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,7 @@ class Mode:
     # ORTHRUS_SIMULATE_ACCEPT_RATE: each draft accepted with this probability after its predecessors
     # (a geometric profile per request), NOT lossless
     accept_rate: float | None = None
-    draft_weights: str = "bf16"  # ORTHRUS only: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS: bf16, fp8, int4)
+    draft_weights: str = "bf16"  # ORTHRUS only: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS: bf16, auto, fp8, int4)
     sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
     attention_backend: str | None = None  # set when a run compares backends; None: the run's only one
 

@@ -30,7 +30,7 @@ from .prompts import DATASETS, load_prompts, synthetic
 from .record import Mode, RunResult, summarize
 from .shapes import SHAPES
 
-MODES = ("ar", "orthrus", "orthrus-fp8", "orthrus-int4", "orthrus-sd", "dflash")
+MODES = ("ar", "orthrus", "orthrus-auto", "orthrus-fp8", "orthrus-int4", "orthrus-sd", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -71,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "embedded default is a tiny random Qwen3")
     ap.add_argument("--modes", type=strs, default=["ar", "orthrus"], help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
-    ap.add_argument("--fp8-block-sizes", type=ints, default=None,
-                    help="block sizes of the orthrus-fp8 and orthrus-int4 modes (fp8 / int4 draft weights); "
-                         "default: --block-sizes")
+    ap.add_argument("--low-precision-block-sizes", "--fp8-block-sizes", dest="fp8_block_sizes", type=ints,
+                    default=None, help="block sizes of the orthrus-auto, orthrus-fp8 and orthrus-int4 modes "
+                    "(low-precision draft weights); default: --block-sizes")
     ap.add_argument("--temperature", type=floats, default=[0.0], help="comma list: every cell runs at each "
                     "temperature, on the same engine (0: greedy); sampled requests are seeded 0..n-1 per cell")
     ap.add_argument("--top-p", type=float, default=1.0)
@@ -177,7 +177,8 @@ def build_modes(args) -> list[Mode]:
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
     for name, weights, sampled in (("orthrus", "bf16", False), ("orthrus-sd", "bf16", True),
-                                   ("orthrus-fp8", "fp8", False), ("orthrus-int4", "int4", False)):
+                                   ("orthrus-auto", "auto", False), ("orthrus-fp8", "fp8", False),
+                                   ("orthrus-int4", "int4", False)):
         if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
             simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]

@@ -7,7 +7,8 @@ draft pass's GEMM weights (the diffusion attention projections, the MLP, lm_head
 whatever the kind: the verify pass reads the checkpoint's weights and alone decides the tokens; a
 kind only changes how many drafts are accepted (tau) and what the draft pass costs. Both engines
 build and run them through these functions, so the reference engine's drafts are SGLang's up to
-the kernels' rounding (identical in fp32, where every kind runs its emulation).
+the kernels' rounding (identical in fp32, where every kind runs its emulation). ``auto``: the
+fastest of these where the server runs (resolve).
 
 torch, fp8.py and int4.py are imported on first use: the CLI reads KINDS while it parses flags.
 """
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
     DraftWeight = Union[Fp8Weight, Int4Weight]
 
-KINDS = ("bf16", "fp8", "int4", "int4-g64", "int4-g32")
+KINDS = ("bf16", "auto", "fp8", "int4", "int4-g64", "int4-g32")
 INT4_GROUP = 128  # input channels per scale of plain "int4"
 
 
@@ -32,6 +33,25 @@ def check_kind(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"draft weights {kind!r}: expected one of {', '.join(KINDS)}")
     return kind
+
+
+def resolve(kind: str, fp8_kernels=None, dtype: "torch.dtype | None" = None, shapes=(), tp_size: int = 1) -> str:
+    """The kind a server loads for ``kind``: itself, or for ``auto`` fp8 where SGLang's fused w8a8
+    kernels (``fp8_kernels``: compat.fp8_w8a8_kernels for the device, or None) take the model's
+    ``dtype`` and every [N, K] of ``shapes``, with one GPU (--tp 1), else bf16.
+
+    One kind for every batch size, chosen from the draft pass's GEMMs on an H100
+    (docs/bench/h100-2026-12-06-draft-weights/draft_gemm.md, bench.draft_gemm): w8a8 fp8 is
+    1.6-1.7x faster than bf16 at every M from 16 to 1024 rows. Marlin int4 is faster still at
+    M=16 only (2.51 vs 3.24 ms) and slower from M=64 on; end to end that is +3% at c1 and -29% at
+    c32. Carrying int4 copies beside the fp8 ones for the smallest graphs would cost ~3 GB of KV
+    pool for those 3%. Without the fused kernels (CPU, before Ada, fp32) fp8 runs an emulation slower
+    than bf16, so bf16."""
+    if check_kind(kind) != "auto":
+        return kind
+    fused = (fp8_kernels is not None and dtype in fp8_kernels.dtypes and tp_size == 1
+             and all(n % 16 == 0 and k % 16 == 0 for n, k in shapes))  # CUTLASS: N and K in 16s (fp8._fused_ok)
+    return "fp8" if fused else "bf16"
 
 
 def int4_group(kind: str) -> int:
@@ -43,6 +63,8 @@ def quantize(kind: str, weight: "torch.Tensor", bias: Optional["torch.Tensor"] =
     """A ``kind`` copy of ``weight`` ([N, K]); ``kernels``: that kind's fused kernels for its device, or None."""
     from . import fp8, int4
 
+    if kind == "auto":
+        raise ValueError("draft weights 'auto' have no copy of their own: resolve() names the kind to build")
     if kind == "fp8":
         return fp8.quantize_weight(weight, bias, kernels)
     if kind.startswith("int4"):

@@ -55,7 +55,7 @@ def test_low_precision_drafts_keep_greedy_output_equal_to_ar(checkpoint, kind):
 
 
 def test_draft_weight_kinds_are_checked(checkpoint):
-    with pytest.raises(ValueError, match="expected one of bf16, fp8, int4, int4-g64, int4-g32"):
+    with pytest.raises(ValueError, match="expected one of bf16, auto, fp8, int4, int4-g64, int4-g32"):
         Engine(checkpoint, block_size=4, draft_weights="int3")
     with pytest.raises(ValueError, match="disagree"):
         Engine(checkpoint, block_size=4, fp8_drafts=True, draft_weights="int4")
@@ -119,8 +119,10 @@ def test_server_option_names_the_kind(monkeypatch):
         draft_weights()
     monkeypatch.setenv("ORTHRUS_DRAFT_WEIGHTS", "nf4")
     monkeypatch.delenv("ORTHRUS_FP8_DRAFTS")
-    with pytest.raises(ValueError, match="expected one of bf16, fp8, int4"):
+    with pytest.raises(ValueError, match="expected one of bf16, auto, fp8, int4"):
         draft_weights()
+    monkeypatch.setenv("ORTHRUS_DRAFT_WEIGHTS", "Auto")
+    assert draft_weights() == "auto"
     from orthrus_sglang.draft_weights import int4_group
 
     assert [int4_group(k) for k in ("int4", "int4-g64", "int4-g32")] == [128, 64, 32]
@@ -171,3 +173,34 @@ def test_weight_quantisation_in_row_blocks_equals_one_block():
     scale = (w.abs().amax(dim=1) / fp8.FP8_MAX).clamp(min=fp8._MIN_SCALE)
     assert torch.equal(q.scale, scale)
     assert torch.equal(q.weight.view(torch.uint8), (w / scale[:, None]).clamp(-448, 448).to(FP8).view(torch.uint8))
+
+
+def test_auto_is_fp8_where_the_fused_kernels_take_the_model_else_bf16(checkpoint):
+    """ORTHRUS_DRAFT_WEIGHTS=auto (draft_weights.resolve): fp8 where SGLang's fused w8a8 kernels run
+    every draft weight (the H100 table: fastest at every M), bf16 where fp8 would be an emulation."""
+    from orthrus_sglang.draft_weights import resolve
+    from orthrus_sglang.fp8 import Fp8Kernels
+
+    w8a8 = Fp8Kernels(quantize_rows=quantize_rows, scaled_mm=None, name="w8a8")  # dtypes: bf16, fp16
+    served = [(6144, 4096), (24576, 4096), (4096, 12288), (151936, 4096)]
+    assert resolve("auto", w8a8, torch.bfloat16, served) == resolve("auto", w8a8, torch.float16, served) == "fp8"
+    assert resolve("auto", None, torch.bfloat16, served) == "bf16"  # CPU, before Ada: no fused kernels
+    assert resolve("auto", w8a8, torch.float32, served) == "bf16"  # the kernels take half activations only
+    assert resolve("auto", w8a8, torch.bfloat16, served + [(40, 4096)]) == "bf16"  # CUTLASS: N and K in 16s
+    assert resolve("auto", w8a8, torch.bfloat16, served, tp_size=2) == "bf16"  # copies are --tp 1 only
+    assert [resolve(k, w8a8, torch.bfloat16, served) for k in ("bf16", "fp8", "int4-g64")] == ["bf16", "fp8", "int4-g64"]
+    # The reference engine has no fused kernels: auto is bf16 there, the same drafts as the default.
+    engine = Engine(checkpoint, block_size=4, draft_weights="auto")
+    assert engine.model.draft_weights == "bf16" and engine.model.draft_lm_head is None
+
+
+def test_every_int4_kind_gets_marlin(monkeypatch):
+    """compat.draft_kernels hands Marlin to int4-g64 and int4-g32 too (Marlin takes groups of 32 and 64),
+    not only to int4: a group size must not turn the GPU path into an emulation."""
+    from orthrus_sglang.sgl import compat
+
+    monkeypatch.setattr(compat, "int4_marlin_kernels", lambda device: ("marlin", device))
+    monkeypatch.setattr(compat, "fp8_w8a8_kernels", lambda device: ("w8a8", device))
+    got = {kind: compat.draft_kernels(kind, "cuda:0") for kind in ("bf16", "fp8", "int4", "int4-g64", "int4-g32")}
+    assert got == {"bf16": None, "fp8": ("w8a8", "cuda:0"), "int4": ("marlin", "cuda:0"),
+                   "int4-g64": ("marlin", "cuda:0"), "int4-g32": ("marlin", "cuda:0")}

@@ -20,6 +20,7 @@ import torch
 from .. import step
 from ..accept import RowSampling
 from ..block_policy import BlockPolicy
+from ..draft_weights import resolve
 from ..logprobs import LogprobRequest, TokenLogprob, token_logprobs
 from ..sampling import SamplingParams, candidate_bound
 from ..stats import DecodeStats
@@ -74,7 +75,7 @@ class Engine:
                  fp8_drafts: bool = False, adaptive_block: bool = False, draft_weights: str | None = None):
         """block_size: B (default: the checkpoint's); adaptive_block: each step picks its B from 1 (AR), the
         powers of two below B and B itself, by expected tokens per second (block_policy.py);
-        draft_weights: what the draft pass reads, bf16 (the checkpoint's), fp8 or int4 (draft_weights.py;
+        draft_weights: what the draft pass reads, bf16 (the checkpoint's), fp8, int4 or auto (draft_weights.py;
         fp8_drafts=True is draft_weights="fp8"). Output is the same for every kind."""
         if (model_path is None) == (model is None):
             raise ValueError("pass exactly one of model_path or model")
@@ -88,7 +89,8 @@ class Engine:
         self.model, self.config, self.tokenizer = model, model.config, tokenizer
         if fp8_drafts and draft_weights not in (None, "fp8"):
             raise ValueError(f"fp8_drafts=True and draft_weights={draft_weights!r} disagree")
-        kind = draft_weights or ("fp8" if fp8_drafts else "bf16")
+        # auto: bf16 here, where every low-precision kind is an emulation (draft_weights.resolve)
+        kind = resolve(draft_weights or ("fp8" if fp8_drafts else "bf16"))
         if kind != "bf16":  # low-precision copies for the draft pass (emulated); verify, hence output, unchanged
             model.quantize_drafts(kind)
         self.device = model.device

@@ -405,7 +405,7 @@ def draft_kernels(kind: str, device):
     """The fused kernels for ``kind`` draft weights (draft_weights.py) on ``device``, or None (emulation)."""
     if kind == "fp8":
         return fp8_w8a8_kernels(device)
-    if kind == "int4":
+    if kind.startswith("int4"):  # int4-g64 / int4-g32 too: Marlin takes groups of 32 and 64
         return int4_marlin_kernels(device)
     return None
 

@@ -91,7 +91,7 @@ def validate_orthrus_server_args(server_args) -> None:
         problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
     try:  # an ORTHRUS_* option with a bad value: said now, not when the model loads
         kind = draft_weights()
-        if kind != "bf16" and (server_args.tp_size or 1) > 1:
+        if kind not in ("bf16", "auto") and (server_args.tp_size or 1) > 1:  # auto is bf16 there
             problems.append(f"ORTHRUS_DRAFT_WEIGHTS={kind} supports --tp 1 only")
     except ValueError as exc:
         problems.append(str(exc))

@@ -59,7 +59,8 @@ def add_eval_parser(sub) -> None:
     p.add_argument("--check-ar", action="store_true", help="also decode plain AR and report the identical fraction")
     p.add_argument("--draft-weights", default="bf16", choices=list(DRAFT_KINDS),
                    help="weights the draft pass reads: the checkpoint's, or fp8 / int4 copies (ORTHRUS_DRAFT_WEIGHTS; "
-                        "emulated on a CPU); the verify pass always reads the checkpoint's" + D)
+                        "emulated on a CPU), or auto: fp8 where SGLang's fused fp8 kernels run (Ada/Hopper, "
+                        "--engine sglang), else bf16; the verify pass always reads the checkpoint's" + D)
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE (default: none)")
     p.set_defaults(func=cmd_eval)
 

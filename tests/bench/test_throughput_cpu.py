@@ -346,3 +346,14 @@ def test_plots_skip_missing_data(tmp_path):
     made = {p.name for p in make_plots(_results(), tmp_path)}
     assert made == {"throughput_vs_concurrency.png", "speedup_vs_tau.png", "acceptance_by_position.png"}
     assert make_plots({"runs": []}, tmp_path / "none") == []
+
+
+def test_low_precision_modes_take_their_own_block_sizes():
+    """orthrus-auto / -fp8 / -int4 run ORTHRUS_DRAFT_WEIGHTS=auto / fp8 / int4 at
+    --low-precision-block-sizes (the older --fp8-block-sizes is the same flag)."""
+    for flag in ("--low-precision-block-sizes", "--fp8-block-sizes"):
+        args = throughput.parse_args(["--backend", "sglang", "--modes", "orthrus,orthrus-auto,orthrus-int4",
+                                      "--block-sizes", "16", flag, "8"])
+        modes = throughput.build_modes(args)
+        assert [(m.label, m.draft_weights) for m in modes] == [("ORTHRUS B=16", "bf16"), ("ORTHRUS auto B=8", "auto"),
+                                                               ("ORTHRUS int4 B=8", "int4")]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 import torch
 from torch import nn
 
-from ...draft_weights import draft_linear, path_for, prepare_for, quantize
+from ...draft_weights import draft_linear, path_for, prepare_for, quantize, resolve
 from ..block_attention import block_attention
 from ..compat import (
     AttentionType,
@@ -42,6 +42,7 @@ from ..compat import (
     current_token_to_kv_pool,
     default_weight_loader,
     draft_kernels,
+    fp8_w8a8_kernels,
     get_rope,
     parallel_state,
     run_fused_ops_natively,
@@ -288,8 +289,22 @@ class OrthrusLM(nn.Module):
     def post_load_weights(self) -> None:
         """After the weights are in (load_weights, or a loader that bypasses it, e.g. dummy)."""
         kind = draft_weights()
+        if kind == "auto":
+            kind = self._resolve_auto()
         if kind != "bf16" and self.draft_lm_head is None:
             self._build_draft_weights(kind)
+
+    def _resolve_auto(self) -> str:
+        """ORTHRUS_DRAFT_WEIGHTS=auto: the kind draft_weights.resolve picks for this model on this device."""
+        device, dtype = self.lm_head.weight.device, next(self.parameters()).dtype
+        shapes = [tuple(linear.weight.shape) for layer in self.model.layers
+                  for linear in (layer.mlp.gate_up_proj, layer.mlp.down_proj,
+                                 layer.self_attn.qkv_proj_diff, layer.self_attn.o_proj_diff)]
+        shapes.append((self.config.vocab_size, self.lm_head.weight.shape[1]))
+        kind = resolve("auto", fp8_w8a8_kernels(device), dtype, shapes, parallel_state().tp_size)
+        logger.info("ORTHRUS_DRAFT_WEIGHTS=auto: %s drafts (%s, %s, tp %d)", kind, device, dtype,
+                    parallel_state().tp_size)
+        return kind
 
     def _build_draft_weights(self, kind: str) -> None:
         """fp8 or int4 copies (draft_weights.py) of what the draft pass reads most: MLP, diffusion
