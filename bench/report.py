@@ -100,7 +100,8 @@ def header(results: dict) -> str:
         hardware += f" ({env['threads']} torch threads)"
     parts = [hardware, ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items() if v), _model(env.get("model", {})),
              f"dtype {env.get('dtype', '?')}", f"attention {env.get('attention_backend', '?')}", env.get("engine")]
-    when = [results.get("created"), results.get("git_commit") and f"commit {results['git_commit'][:12]}"]
+    when = [results.get("created"), results.get("git_commit") and f"commit {results['git_commit'][:12]}"
+            + (" + uncommitted changes" if results["git_commit"].endswith("-dirty") else "")]
     lines = [f"# Orthrus throughput ({env.get('backend', args.get('backend', '?'))} backend)", "",
              "; ".join(p for p in parts if p) + ".", "", ". ".join([f"{_sampling(args)}, EOS ignored"] + [w for w in when if w]) + "."]
     if results.get("error"):

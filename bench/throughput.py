@@ -317,9 +317,11 @@ def compare_with_ar(got: Collected) -> None:
 
 
 def git_commit() -> str | None:
+    """HEAD, with "-dirty" when tracked files differ from it: a copy of a working tree (the GPU host's)
+    may carry an older .git than its files, and its commit alone would name code that did not run."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCH_DIR, capture_output=True, text=True,
-                              timeout=10, check=False).stdout.strip() or None
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=40"], cwd=BENCH_DIR,
+                              capture_output=True, text=True, timeout=10, check=False).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -7,6 +7,7 @@ ORTHRUS's greedy outputs are AR's.
 import json
 from dataclasses import asdict
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -357,3 +358,15 @@ def test_low_precision_modes_take_their_own_block_sizes():
         modes = throughput.build_modes(args)
         assert [(m.label, m.draft_weights) for m in modes] == [("ORTHRUS B=16", "bf16"), ("ORTHRUS auto B=8", "auto"),
                                                                ("ORTHRUS int4 B=8", "int4")]
+
+
+def test_results_name_their_commit_and_say_when_the_tree_differed():
+    """git_commit is HEAD, "-dirty" when tracked files differ from it (this checkout decides which);
+    the report's header says so rather than name a commit whose code did not run as is."""
+    from bench.report import header
+
+    commit = throughput.git_commit()
+    clean = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=Path(throughput.__file__).parent).returncode == 0
+    assert commit is None or commit.endswith("-dirty") != clean
+    assert "commit 0123456789ab + uncommitted changes" in header({"git_commit": "0123456789abcdef" * 2 + "-dirty"})
+    assert "commit 0123456789ab." in header({"git_commit": "0123456789abcdef" * 2})
