@@ -25,12 +25,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from orthrus_sglang.draft_weights import KINDS as DRAFT_KINDS
+
 from .backends import BACKENDS, get_backend
 from .prompts import DATASETS, load_prompts, synthetic
 from .record import Mode, RunResult, summarize
 from .shapes import SHAPES
 
-MODES = ("ar", "orthrus", "orthrus-auto", "orthrus-fp8", "orthrus-int4", "orthrus-sd", "dflash")
+# orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
+LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
+MODES = ("ar", "orthrus", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -71,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "embedded default is a tiny random Qwen3")
     ap.add_argument("--modes", type=strs, default=["ar", "orthrus"], help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")
-    ap.add_argument("--low-precision-block-sizes", "--fp8-block-sizes", dest="fp8_block_sizes", type=ints,
-                    default=None, help="block sizes of the orthrus-auto, orthrus-fp8 and orthrus-int4 modes "
+    ap.add_argument("--low-precision-block-sizes", "--fp8-block-sizes", dest="fp8_block_sizes", type=ints, metavar="SIZES",
+                    default=None, help="block sizes of the orthrus-auto, orthrus-fp8 and orthrus-int4(-gN) modes "
                     "(low-precision draft weights); default: --block-sizes")
     ap.add_argument("--temperature", type=floats, default=[0.0], help="comma list: every cell runs at each "
                     "temperature, on the same engine (0: greedy); sampled requests are seeded 0..n-1 per cell")
@@ -177,8 +181,7 @@ def build_modes(args) -> list[Mode]:
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
     for name, weights, sampled in (("orthrus", "bf16", False), ("orthrus-sd", "bf16", True),
-                                   ("orthrus-auto", "auto", False), ("orthrus-fp8", "fp8", False),
-                                   ("orthrus-int4", "int4", False)):
+                                   *((f"orthrus-{kind}", kind, False) for kind in LOW_PRECISION)):
         if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
             simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]

@@ -353,11 +353,13 @@ def test_low_precision_modes_take_their_own_block_sizes():
     """orthrus-auto / -fp8 / -int4 run ORTHRUS_DRAFT_WEIGHTS=auto / fp8 / int4 at
     --low-precision-block-sizes (the older --fp8-block-sizes is the same flag)."""
     for flag in ("--low-precision-block-sizes", "--fp8-block-sizes"):
-        args = throughput.parse_args(["--backend", "sglang", "--modes", "orthrus,orthrus-auto,orthrus-int4",
-                                      "--block-sizes", "16", flag, "8"])
+        args = throughput.parse_args(["--backend", "sglang", "--modes", "orthrus,orthrus-auto,orthrus-int4,"
+                                      "orthrus-int4-g32", "--block-sizes", "16", flag, "8"])
         modes = throughput.build_modes(args)
         assert [(m.label, m.draft_weights) for m in modes] == [("ORTHRUS B=16", "bf16"), ("ORTHRUS auto B=8", "auto"),
-                                                               ("ORTHRUS int4 B=8", "int4")]
+                                                               ("ORTHRUS int4 B=8", "int4"),
+                                                               ("ORTHRUS int4-g32 B=8", "int4-g32")]
+
 
 
 def test_results_name_their_commit_and_say_when_the_tree_differed():
