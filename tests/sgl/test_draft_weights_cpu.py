@@ -57,3 +57,26 @@ def test_draft_weights_equal_ar_and_the_reference_drafts(draft_engine, case):
     # Each kind changes some drafts on these checkpoints, so matching histograms show SGLang read that kind.
     full = ReferenceEngine(checkpoint, block_size=BLOCK, max_batch_size=len(PROMPTS)).generate(PROMPTS, params)
     assert [f.stats.accept_length_histogram for f in full] != [e.stats.accept_length_histogram for e in expected]
+
+
+def test_auto_reads_bf16_where_fp8_would_be_an_emulation(engine_factory, tmp_path_factory):
+    """ORTHRUS_DRAFT_WEIGHTS=auto on a CPU (no fused fp8 kernels): the model resolves it at load
+    (OrthrusLM._resolve_auto) to bf16, so the drafts are the checkpoint's: accept histograms equal the
+    reference engine's bf16 drafts (fp8 drafts change them on this checkpoint: the test above)."""
+    checkpoint = write_tiny_checkpoint(tmp_path_factory.mktemp("sgl-auto"), backbone="qwen3", diff_from_ar=True,
+                                       block_size=BLOCK)
+    os.environ["ORTHRUS_DRAFT_WEIGHTS"] = "auto"
+    try:
+        engine = engine_factory(checkpoint, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True)
+    finally:
+        del os.environ["ORTHRUS_DRAFT_WEIGHTS"]
+    params = SamplingParams(max_new_tokens=40, ignore_eos=True)
+    reference = ReferenceEngine(checkpoint, block_size=BLOCK, max_batch_size=len(PROMPTS))
+    expected, fp8 = reference.generate(PROMPTS, params), ReferenceEngine(
+        checkpoint, block_size=BLOCK, max_batch_size=len(PROMPTS), draft_weights="fp8").generate(PROMPTS, params)
+    got = engine.generate(input_ids=PROMPTS, sampling_params={"temperature": 0.0, "max_new_tokens": 40,
+                                                            "ignore_eos": True})
+    hists = [g["meta_info"]["spec_correct_drafts_histogram"] for g in got]
+    assert [g["output_ids"] for g in got] == [e.token_ids for e in expected]
+    assert hists == [e.stats.accept_length_histogram[: len(h)] for e, h in zip(expected, hists)]
+    assert hists != [f.stats.accept_length_histogram[: len(h)] for f, h in zip(fp8, hists)]
