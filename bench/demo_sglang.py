@@ -32,25 +32,16 @@ def _raise(signum, frame):
 
 def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16", **flags):
     """An engine; ``draft_weights``: ORTHRUS_DRAFT_WEIGHTS, read by the scheduler process it spawns."""
-    import os
-
     import sglang
 
-    saved = os.environ.get("ORTHRUS_DRAFT_WEIGHTS")
-    os.environ["ORTHRUS_DRAFT_WEIGHTS"] = draft_weights
-    try:
-        return _engine(sglang, model, max_concurrency, attention_backend, **flags)
-    finally:
-        os.environ.pop("ORTHRUS_DRAFT_WEIGHTS")
-        if saved is not None:
-            os.environ["ORTHRUS_DRAFT_WEIGHTS"] = saved
+    from orthrus_sglang.sgl.options import scheduler_env
 
-
-def _engine(sglang, model: Path, max_concurrency: int, attention_backend: str, **flags):
-    return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend, sampling_backend="pytorch",
-                         skip_tokenizer_init=True, mem_fraction_static=0.5, max_running_requests=max_concurrency,
-                         cuda_graph_max_bs_decode=max_concurrency, cuda_graph_backend_prefill="disabled",
-                         random_seed=0, log_level="error", custom_sigquit_handler=_raise, **flags)
+    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights}):
+        return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend,
+                             sampling_backend="pytorch", skip_tokenizer_init=True, mem_fraction_static=0.5,
+                             max_running_requests=max_concurrency, cuda_graph_max_bs_decode=max_concurrency,
+                             cuda_graph_backend_prefill="disabled", random_seed=0, log_level="error",
+                             custom_sigquit_handler=_raise, **flags)
 
 
 def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> dict:

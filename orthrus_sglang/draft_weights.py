@@ -49,8 +49,9 @@ def resolve(kind: str, fp8_kernels=None, dtype: "torch.dtype | None" = None, sha
     than bf16, so bf16."""
     if check_kind(kind) != "auto":
         return kind
-    fused = (fp8_kernels is not None and dtype in fp8_kernels.dtypes and tp_size == 1
-             and all(n % 16 == 0 and k % 16 == 0 for n, k in shapes))  # CUTLASS: N and K in 16s (fp8._fused_ok)
+    from .fp8 import shape_ok
+
+    fused = fp8_kernels is not None and dtype in fp8_kernels.dtypes and tp_size == 1 and all(shape_ok(*s) for s in shapes)
     return "fp8" if fused else "bf16"
 
 

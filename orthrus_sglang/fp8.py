@@ -88,20 +88,23 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.to(torch.float32) / scale).clamp(-FP8_MAX, FP8_MAX).to(FP8), scale
 
 
+def shape_ok(n: int, k: int) -> bool:
+    """Whether an [N, K] weight fits the fp8 GEMMs (CUTLASS and _scaled_mm: N and K in multiples of 16)."""
+    return n % 16 == 0 and k % 16 == 0
+
+
 def _scaled_mm_ok(dtype: torch.dtype, w: Fp8Weight) -> bool:
     """Whether fp8_linear on activations of ``dtype`` runs torch._scaled_mm (else it emulates)."""
     if not w.weight.is_cuda or dtype != torch.bfloat16:  # row-wise _scaled_mm writes bf16
         return False
     if torch.cuda.get_device_capability(w.weight.device) < (8, 9):
         return False
-    return w.weight.shape[1] % 16 == 0 and w.out_features % 16 == 0
+    return shape_ok(*w.shape)
 
 
 def _fused_ok(dtype: torch.dtype, w: Fp8Weight) -> bool:
-    """Whether fp8_linear on activations of ``dtype`` runs the weight's fused kernels (CUTLASS
-    needs N and K in multiples of 16)."""
-    return (w.kernels is not None and dtype in w.kernels.dtypes
-            and w.weight.shape[1] % 16 == 0 and w.out_features % 16 == 0)
+    """Whether fp8_linear on activations of ``dtype`` runs the weight's fused kernels."""
+    return w.kernels is not None and dtype in w.kernels.dtypes and shape_ok(*w.shape)
 
 
 def path_for(w: Fp8Weight, dtype: torch.dtype) -> str:

@@ -158,23 +158,14 @@ class SGLangBackend:
         return write_shape(self.args.shape, mode.block_size, self.root)
 
     def open(self, mode: Mode) -> SGLangSession:
-        # The scheduler process reads these when it starts: set for this engine's start only, then
-        # restored, so that no later engine of this process (a test's, another mode's) inherits them.
-        saved = {key: os.environ.get(key) for key in MODE_ENV}
-        try:
+        from orthrus_sglang.sgl.options import scheduler_env
+
+        with scheduler_env(dict.fromkeys(MODE_ENV)):  # for this engine's start only: unset, then _start's
             return self._start(mode)
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
 
     def _start(self, mode: Mode) -> SGLangSession:
         import sglang
 
-        for key in MODE_ENV:
-            os.environ.pop(key, None)
         if mode.accept_rate:
             os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)
         os.environ["ORTHRUS_DRAFT_WEIGHTS"] = mode.draft_weights

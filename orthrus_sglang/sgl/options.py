@@ -22,10 +22,32 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
 DEFAULT_BLOCK_SIZE = 16
+
+
+@contextlib.contextmanager
+def scheduler_env(values: dict):
+    """Set these variables (None: unset) while an SGLang engine starts, then restore them: its
+    scheduler process reads the options above when it starts, and no later engine of this process
+    (a test's, another mode's) may inherit them."""
+    saved = {key: os.environ.get(key) for key in values}
+    try:
+        _set_env(values)
+        yield
+    finally:
+        _set_env(saved)
+
+
+def _set_env(values: dict) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _flag(name: str, default: bool) -> bool:

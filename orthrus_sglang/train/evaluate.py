@@ -104,13 +104,10 @@ def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, m
         args = {**sglang_engine_args(model_path, block_size=block_size, device=device), **engine_overrides}
         import sglang  # after sglang_engine_args: SGLang reads SGLANG_USE_CPU_ENGINE at import
 
-        saved = {key: os.environ.pop(key, None) for key in ("ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS")}
-        os.environ["ORTHRUS_DRAFT_WEIGHTS"] = draft_weights  # read by the scheduler process it spawns
-        try:
+        from ..sgl.options import scheduler_env
+
+        with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_FP8_DRAFTS": None}):
             engine = sglang.Engine(**args)
-        finally:
-            os.environ.pop("ORTHRUS_DRAFT_WEIGHTS")
-            os.environ.update({key: value for key, value in saved.items() if value is not None})
     try:
         outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0.0, "max_new_tokens": max_new_tokens})
     finally:

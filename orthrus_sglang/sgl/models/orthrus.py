@@ -191,6 +191,12 @@ def _use_native_ops(model: nn.Module) -> None:
     run_fused_ops_natively(model)
 
 
+def _draft_linears(layer: nn.Module) -> tuple:
+    """A layer's linears whose weights get low-precision copies for the draft pass (draft_weights.py):
+    gate_up, down, qkv_diff, o_diff."""
+    return layer.mlp.gate_up_proj, layer.mlp.down_proj, layer.self_attn.qkv_proj_diff, layer.self_attn.o_proj_diff
+
+
 def is_orthrus_verify(forward_batch: ForwardBatch) -> bool:
     return (forward_batch.forward_mode.is_target_verify()
             and getattr(forward_batch.spec_algorithm, "name", None) == ALGORITHM_NAME)
@@ -296,15 +302,16 @@ class OrthrusLM(nn.Module):
 
     def _resolve_auto(self) -> str:
         """ORTHRUS_DRAFT_WEIGHTS=auto: the kind draft_weights.resolve picks for this model on this device."""
-        device, dtype = self.lm_head.weight.device, next(self.parameters()).dtype
-        shapes = [tuple(linear.weight.shape) for layer in self.model.layers
-                  for linear in (layer.mlp.gate_up_proj, layer.mlp.down_proj,
-                                 layer.self_attn.qkv_proj_diff, layer.self_attn.o_proj_diff)]
-        shapes.append((self.config.vocab_size, self.lm_head.weight.shape[1]))
-        kind = resolve("auto", fp8_w8a8_kernels(device), dtype, shapes, parallel_state().tp_size)
-        logger.info("ORTHRUS_DRAFT_WEIGHTS=auto: %s drafts (%s, %s, tp %d)", kind, device, dtype,
-                    parallel_state().tp_size)
+        device, dtype, tp_size = self.lm_head.weight.device, next(self.parameters()).dtype, parallel_state().tp_size
+        shapes = [tuple(linear.weight.shape) for layer in self.model.layers for linear in _draft_linears(layer)]
+        shapes.append(tuple(self._lm_head_rows().shape))
+        kind = resolve("auto", fp8_w8a8_kernels(device), dtype, shapes, tp_size)
+        logger.info("ORTHRUS_DRAFT_WEIGHTS=auto: %s drafts (%s, %s, tp %d)", kind, device, dtype, tp_size)
         return kind
+
+    def _lm_head_rows(self) -> torch.Tensor:
+        """lm_head's rows of real tokens (its weight may be padded past the vocabulary)."""
+        return self.lm_head.weight[: self.config.vocab_size]
 
     def _build_draft_weights(self, kind: str) -> None:
         """fp8 or int4 copies (draft_weights.py) of what the draft pass reads most: MLP, diffusion
@@ -324,11 +331,10 @@ class OrthrusLM(nn.Module):
             return w
 
         for layer in self.model.layers:
-            attn, mlp = layer.self_attn, layer.mlp
-            layer.draft_mlp = (copy(mlp.gate_up_proj.weight), copy(mlp.down_proj.weight))
-            attn.draft_diff = (copy(attn.qkv_proj_diff.weight, attn.qkv_proj_diff.bias),
-                               copy(attn.o_proj_diff.weight, attn.o_proj_diff.bias))
-        self.draft_lm_head = copy(self.lm_head.weight[: self.config.vocab_size])
+            gate_up, down, qkv_diff, o_diff = _draft_linears(layer)
+            layer.draft_mlp = (copy(gate_up.weight), copy(down.weight))
+            layer.self_attn.draft_diff = (copy(qkv_diff.weight, qkv_diff.bias), copy(o_diff.weight, o_diff.bias))
+        self.draft_lm_head = copy(self._lm_head_rows())
         # Freed only now, whole: had the copies and quantisation scratch been carved out of these
         # blocks as they were freed, the allocator could not hand the blocks back (empty_cache frees
         # whole segments only) and the KV pool would shrink by more than the copies' net size.
