@@ -27,6 +27,9 @@ class Mode:
     draft_weights: str = "bf16"  # ORTHRUS only: what the draft pass reads (ORTHRUS_DRAFT_WEIGHTS: bf16, auto, fp8, int4)
     sampled_drafts: bool = False  # ORTHRUS only: drafts drawn from q (--speculative-use-rejection-sampling)
     attention_backend: str | None = None  # set when a run compares backends; None: the run's only one
+    # ORTHRUS only: fixed (every step at block_size) or adaptive (each step picks from 1, 2, 4, .. block_size:
+    # ORTHRUS_BLOCK_POLICY in SGLang, Engine(adaptive_block=True) in the reference engine)
+    block_policy: str = "fixed"
 
     @property
     def simulated(self) -> bool:
@@ -36,13 +39,14 @@ class Mode:
     @property
     def algorithm(self) -> str:
         low = f" {self.draft_weights}" if self.draft_weights != "bf16" else ""
-        return self.name + low + (" sampled-drafts" if self.sampled_drafts else "")
+        policy = f" {self.block_policy}" if self.block_policy != "fixed" else ""
+        return self.name + low + policy + (" sampled-drafts" if self.sampled_drafts else "")
 
     @property
     def label(self) -> str:
         parts = [self.algorithm]
         if self.block_size:
-            parts.append(f"B={self.block_size}")
+            parts.append(f"B={self.block_size}" if self.block_policy == "fixed" else f"B<={self.block_size}")
         if self.pinned_tau:
             parts.append(f"tau pinned {self.pinned_tau:g}")
         if self.accept_rate:

@@ -34,7 +34,8 @@ from .shapes import SHAPES
 
 # orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
 LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
-MODES = ("ar", "orthrus", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd", "dflash")
+# orthrus-adaptive: each step picks its block size from 1, 2, 4, .. B (ORTHRUS_BLOCK_POLICY=adaptive)
+MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -180,14 +181,17 @@ def build_modes(args) -> list[Mode]:
     backends, each mode runs at each (the AR modes first)."""
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
-    for name, weights, sampled in (("orthrus", "bf16", False), ("orthrus-sd", "bf16", True),
-                                   *((f"orthrus-{kind}", kind, False) for kind in LOW_PRECISION)):
+    for name, weights, sampled, policy in (("orthrus", "bf16", False, "fixed"), ("orthrus-adaptive", "bf16", False, "adaptive"),
+                                           ("orthrus-sd", "bf16", True, "fixed"),
+                                           *((f"orthrus-{kind}", kind, False, "fixed") for kind in LOW_PRECISION)):
         if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
+            if policy == "adaptive":  # one engine per largest size: it chooses every smaller one itself
+                sizes = [max(args.block_sizes)]
             simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]
             modes += [Mode("ORTHRUS", b, tau, accept_rate=rate, draft_weights=weights, sampled_drafts=sampled,
-                           attention_backend=a) for b in sizes for tau, rate in (simulated or [(None, None)])
-                      for a in backends]
+                           attention_backend=a, block_policy=policy)
+                      for b in sizes for tau, rate in (simulated or [(None, None)]) for a in backends]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau, attention_backend=a)
                   for tau in (args.dflash_tau or [None]) for a in backends]

@@ -63,10 +63,16 @@ class AcceptanceProfile:
         self.reached = [c * self.decay for c in self.reached]
         self.accepted = [c * self.decay for c in self.accepted]
         drafts = min(block_size - 1, self.max_drafts)
+        # Per position, not per request (this runs every step of a server): draft i+1 was reached by the
+        # requests with n >= i and accepted by those with n > i.
+        counts = [0] * (drafts + 1)
         for n in num_accepted:
-            for i in range(min(n + 1, drafts)):  # drafts 1..n accepted, draft n+1 reached and rejected
-                self.reached[i] += 1.0
-                self.accepted[i] += 1.0 if i < n else 0.0
+            counts[min(int(n), drafts)] += 1
+        at_least = len(num_accepted)
+        for i in range(drafts):
+            self.reached[i] += at_least
+            at_least -= counts[i]
+            self.accepted[i] += at_least
 
     def rate(self, i: int) -> float:
         """P(draft i+1 accepted | drafts 1..i accepted)."""
@@ -169,6 +175,20 @@ class BlockPolicy:
                 "tau_by_block_size": {b: (self.tokens_by_block[b] / s if s else 0.0)
                                       for b, s in self.steps_by_block.items()},
                 "acceptance_by_position": [round(self.profile.rate(i), 4) for i in range(self.profile.max_drafts)]}
+
+
+class CyclingBlockPolicy(BlockPolicy):
+    """Every candidate in turn, one per step, whatever the statistics: a check that output stays lossless
+    at every size and across switches (SGLang's ORTHRUS_BLOCK_POLICY=cycle), not a policy for speed."""
+
+    def __init__(self, candidates: tuple[int, ...] | list[int]):
+        super().__init__(candidates)
+        self._turn = 0
+
+    def choose(self, batch_size: int) -> int:
+        block_size = self.candidates[self._turn % len(self.candidates)]
+        self._turn += 1
+        return block_size
 
 
 def choose_block_size(candidates: tuple[int, ...], profile: AcceptanceProfile, costs: StepCosts,

@@ -61,10 +61,11 @@ class EmbeddedBackend:
         self.model, self.tokenizer = first.model, first.tokenizer
         self._low_models: dict[str, object] = {}
 
-    def new_engine(self, block_size: int, slots: int, seq_len: int, draft_weights: str = "bf16") -> Engine:
+    def new_engine(self, block_size: int, slots: int, seq_len: int, draft_weights: str = "bf16",
+                   adaptive_block: bool = False) -> Engine:
         model = self.low_precision_model(draft_weights) if draft_weights != "bf16" else self.model
         return Engine(model=model, tokenizer=self.tokenizer, block_size=block_size, max_batch_size=slots,
-                      max_seq_len=seq_len)
+                      max_seq_len=seq_len, adaptive_block=adaptive_block)
 
     def low_precision_model(self, kind: str):
         """A copy of the model whose draft pass reads ``kind`` weights (emulated); the plain one stays as it is."""
@@ -104,13 +105,15 @@ class EmbeddedSession:
         self._ar = mode.name == "AR"
         self._block = 1 if self._ar else mode.block_size  # AR rows need no room for a verify block
         self._weights = mode.draft_weights
-        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._weights)
+        self._adaptive = mode.block_policy == "adaptive"
+        self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._weights,
+                                                         self._adaptive)
 
     def _engine_for(self, concurrency: int, seq_len: int) -> Engine:
         e = self._engine
         if e.cache.num_slots >= concurrency and e.max_seq_len >= seq_len:
             return e
-        return self._backend.new_engine(self._block, concurrency, seq_len, self._weights)
+        return self._backend.new_engine(self._block, concurrency, seq_len, self._weights, self._adaptive)
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
                  temperature: float = 0.0) -> list[RequestTiming]:

@@ -74,6 +74,9 @@ _NAMES: dict[str, tuple[tuple[str, str], ...]] = {
     # verify_logits.py: what SGLang's sampler does per AR step, on every verify row.
     "apply_custom_logit_processor": (("sglang.srt.layers.sampler", "apply_custom_logit_processor"),),
     "runtime_exec": (("sglang.srt.runtime_context", "get_exec"),),  # captured decode batch sizes
+    # block_states.py: the speculative settings the graph runner and attention backends read when built.
+    "runtime_context": (("sglang.srt.runtime_context", "get_context"),),  # .override(source, **fields)
+    "runtime_spec": (("sglang.srt.runtime_context", "get_spec"),),  # .speculative_num_draft_tokens
     # The model (models/orthrus.py): SGLang's layers, so TP, quantisation and the KV pool are SGLang's.
     "RMSNorm": (("sglang.srt.layers.layernorm", "RMSNorm"),),
     "QKVParallelLinear": (("sglang.srt.layers.linear", "QKVParallelLinear"),),  # TP-sharded projections
@@ -120,7 +123,8 @@ _NAMES: dict[str, tuple[tuple[str, str], ...]] = {
 # Private SGLang methods hooked by dotted name (hooks.py), same name and arguments in 0.5.17 and 0.5.23
 # (what _sample_from_probs returns changed: sampler_result below). Two private attributes are written
 # too, each in one helper below: a fused op's ``_forward_method`` (run_fused_ops_natively) and the
-# FutureMap's ``_publish_fresh`` (wait_for_published_lens).
+# FutureMap's ``_publish_fresh`` (wait_for_published_lens). One private method is called, in one helper:
+# ``ModelRunner._get_attention_backend`` (verify_graphs_for_block_size, as SGLang's adaptive EAGLE calls it).
 # Builds the verify input for CUDA-graph capture; returns None for a plugin algorithm.
 CAPTURE_SPEC_INFO_TARGET = ("sglang.srt.model_executor.runner.decode_cuda_graph_runner."
                             "DecodeCudaGraphRunner.get_spec_info")
@@ -219,6 +223,27 @@ def chain_verify_attn_args(block_size: int, *args, **kwargs):
         create_kv_indices[(bs,)](req_to_token, req_pool_indices, kv_lens, kv_indptr, kv_start_idx, kv_indices,
                                  req_to_token.size(1))
     return kv_indices, kv_indptr, qo_indptr, None
+
+
+def verify_graphs_for_block_size(model_runner, block_size: int):
+    """(attention backend, TARGET_VERIFY CUDA-graph runner) for steps of ``block_size`` tokens per
+    request, beside the pair SGLang built at startup for --speculative-num-draft-tokens. SGLang's own
+    adaptive EAGLE builds its per-size pairs this way (EAGLEWorkerV2.build_adaptive_runtime_state, 0.5.17
+    and 0.5.23): a fresh backend (its graph metadata is keyed by batch size only) and a runner of the
+    startup runner's class, both built while the runtime context says ``block_size``. The float
+    workspace is shared: steps of different sizes never overlap. (backend, None) without startup graphs."""
+    startup = model_runner.decode_cuda_graph_runner
+    if startup is None:
+        return model_runner.attn_backend, None
+    context, spec = __getattr__("runtime_context")(), __getattr__("runtime_spec")()
+    saved = spec.speculative_num_draft_tokens
+    context.override("orthrus.block_size_capture", speculative_num_draft_tokens=int(block_size))
+    try:
+        backend = model_runner._get_attention_backend(init_new_workspace=False)
+        runner = type(startup)(model_runner, attn_backend=backend, speculative_num_draft_tokens=int(block_size))
+    finally:
+        context.override("orthrus.block_size_restore", speculative_num_draft_tokens=saved)
+    return backend, runner
 
 
 def chain_verify_logprobs(batch, logits_output, tokens, block_size: int) -> None:

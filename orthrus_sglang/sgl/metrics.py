@@ -26,6 +26,14 @@ class OrthrusMetrics:
                            "Steps whose draft at this position (1-based) was accepted",
                            labelnames=[*labels, "position"])
         self.per_position = [position.labels(**labels, position=str(i + 1)) for i in range(block_size - 1)]
+        # ORTHRUS_BLOCK_POLICY=adaptive/cycle: how often each block size ran and what it accepted.
+        self._by_block = Counter("orthrus:steps_by_block_size_total",
+                                 "ORTHRUS verify steps (one per request per step) by the step's block size",
+                                 labelnames=[*labels, "block_size"])
+        self._tokens_by_block = Counter("orthrus:tokens_by_block_size_total",
+                                        "Tokens committed (accepted drafts + bonus) by the step's block size",
+                                        labelnames=[*labels, "block_size"])
+        self._labels = labels
 
     @classmethod
     def create(cls, server_args, block_size: int, tp_rank: int | None = None) -> "OrthrusMetrics | None":
@@ -38,15 +46,26 @@ class OrthrusMetrics:
             return None
         return cls(block_size, server_args.served_model_name or server_args.model_path)
 
-    def observe(self, num_correct_drafts_per_req: list[int]) -> None:
+    def observe(self, num_correct_drafts_per_req: list[int], block_size: int | None = None) -> None:
+        """One step of block_size (default: the largest) over these requests."""
+        block_size = block_size or self.block_size
+        counts = [0] * self.block_size  # requests that accepted n drafts
         for n in num_correct_drafts_per_req:
-            n = int(n)
-            self.steps.inc()
+            n = min(int(n), self.block_size - 1)
+            counts[n] += 1
             self.accept_drafts.observe(n)
-            for i in range(min(n, self.block_size - 1)):
-                self.per_position[i].inc()
-            if n >= self.block_size - 1:
-                self.full_blocks.inc()
+        self.steps.inc(len(num_correct_drafts_per_req))
+        beyond = len(num_correct_drafts_per_req) - counts[0]  # requests with n > i: draft i+1 accepted
+        for i in range(self.block_size - 1):
+            if beyond:
+                self.per_position[i].inc(beyond)
+            beyond -= counts[i + 1]
+        full = sum(counts[block_size - 1:])
+        if full:
+            self.full_blocks.inc(full)
+        labels = {**self._labels, "block_size": str(block_size)}
+        self._by_block.labels(**labels).inc(len(num_correct_drafts_per_req))
+        self._tokens_by_block.labels(**labels).inc(sum(int(n) + 1 for n in num_correct_drafts_per_req))
 
 
 def _tp_rank() -> int:

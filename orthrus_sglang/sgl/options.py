@@ -18,6 +18,14 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   SGLANG_SIMULATE_ACC_LEN, pins one length for every request instead.
 - ``ORTHRUS_DEFAULT_BLOCK_SIZE`` (default 16): block size when ``--speculative-num-draft-tokens``
   is not given (capped at the checkpoint's ``block_size``).
+- ``ORTHRUS_BLOCK_POLICY`` (default fixed): ``fixed``: every step drafts B-1 tokens, B =
+  ``--speculative-num-draft-tokens``. ``adaptive``: each step picks its block size from
+  ``ORTHRUS_BLOCK_SIZES`` by expected tokens per second (orthrus_sglang/block_policy.py, the
+  reference engine's policy; 1 = a plain AR step); on CUDA every size gets its own attention backend
+  and CUDA graphs (sgl/block_states.py). ``cycle``: every size in turn, one per step (a check of
+  losslessness at every size, not for speed). SGLang's ``--speculative-adaptive`` is EAGLE's and refused.
+- ``ORTHRUS_BLOCK_SIZES`` (default 1, the powers of two below B, and B): the sizes ``adaptive`` and
+  ``cycle`` choose from, comma-separated, each in 1..B (B stays the most SGLang reserves KV for).
 """
 
 from __future__ import annotations
@@ -117,6 +125,37 @@ def default_block_size(checkpoint_block_size: int) -> int:
     if wanted < 2:
         raise ValueError(f"ORTHRUS_DEFAULT_BLOCK_SIZE={value!r}: must be >= 2")
     return min(wanted, int(checkpoint_block_size))
+
+
+BLOCK_POLICIES = ("fixed", "adaptive", "cycle")
+
+
+def block_policy() -> str:
+    """ORTHRUS_BLOCK_POLICY, one of BLOCK_POLICIES."""
+    value = (os.environ.get("ORTHRUS_BLOCK_POLICY") or "fixed").strip().lower()
+    if value not in BLOCK_POLICIES:
+        raise ValueError(f"ORTHRUS_BLOCK_POLICY={value!r}: expected one of {', '.join(BLOCK_POLICIES)}")
+    return value
+
+
+def block_sizes(max_block_size: int) -> tuple[int, ...]:
+    """The block sizes a step may take: (B,) under the fixed policy; else ORTHRUS_BLOCK_SIZES or
+    block_policy.default_candidates(B), sorted, each in 1..B."""
+    from ..block_policy import default_candidates
+
+    if block_policy() == "fixed":
+        return (int(max_block_size),)
+    value = os.environ.get("ORTHRUS_BLOCK_SIZES", "").strip()
+    if not value:
+        return default_candidates(int(max_block_size))
+    try:
+        sizes = tuple(sorted({int(part) for part in value.split(",") if part.strip()}))
+    except ValueError:
+        sizes = ()
+    if not sizes or sizes[0] < 1 or sizes[-1] > max_block_size:
+        raise ValueError(f"ORTHRUS_BLOCK_SIZES={value!r}: expected comma-separated block sizes in 1..{max_block_size} "
+                         f"(--speculative-num-draft-tokens is the largest)")
+    return sizes
 
 
 @functools.lru_cache(maxsize=None)

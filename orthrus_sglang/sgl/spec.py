@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from . import compat
-from .options import default_block_size, draft_weights
+from .options import block_policy, block_sizes, default_block_size, draft_weights
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,9 @@ class OrthrusSpecAlgo(compat.CustomSpecAlgo):
             logger.warning("ORTHRUS: --speculative-num-draft-tokens %s differs from the checkpoint's block_size %s "
                            "(the diffusion view was trained at %s): acceptance may drop.",
                            server_args.speculative_num_draft_tokens, block_size, block_size)
+        block_sizes(int(server_args.speculative_num_draft_tokens))  # ORTHRUS_BLOCK_SIZES within 1..B, or say why
         # One chain of B tokens per step: the generic spec-v2 KV sizing then reserves 2B per request.
+        # Under ORTHRUS_BLOCK_POLICY=adaptive B is the largest size a step takes.
         server_args.speculative_num_steps = 1
         server_args.speculative_eagle_topk = 1
         server_args.enable_mixed_chunk = False
@@ -86,10 +88,12 @@ def validate_orthrus_server_args(server_args) -> None:
     if server_args.enable_two_batch_overlap:
         problems.append("--enable-two-batch-overlap is not supported")
     if server_args.speculative_adaptive:
-        problems.append("--speculative-adaptive is not supported")
+        problems.append("--speculative-adaptive is EAGLE's; for a block size chosen per step set "
+                        "ORTHRUS_BLOCK_POLICY=adaptive")
     if server_args.kv_canary != "none":
         problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
     try:  # an ORTHRUS_* option with a bad value: said now, not when the model loads
+        block_policy()
         kind = draft_weights()
         if kind not in ("bf16", "auto") and (server_args.tp_size or 1) > 1:  # auto is bf16 there
             problems.append(f"ORTHRUS_DRAFT_WEIGHTS={kind} supports --tp 1 only")

@@ -16,12 +16,15 @@ import torch
 
 from .. import step
 from ..accept import DraftDist, RowSampling, greedy_accept
+from ..block_policy import BlockPolicy, CyclingBlockPolicy
 from ..sampling import candidate_bound
 from . import compat, step_buffers, verify_logits
+from .block_states import BlockStates
 from .metrics import OrthrusMetrics
-from .options import simulated_accept_rate
+from .options import block_policy, block_sizes, simulated_accept_rate
 from .pinned_acceptance import geometric_accepted, pin_commit_length
 from .step_buffers import StepBuffers
+from .step_clock import StepClock
 from .step_info import OrthrusDraftInput, OrthrusVerifyInput
 
 logger = logging.getLogger(__name__)
@@ -66,7 +69,13 @@ class OrthrusWorker(compat.BaseSpecWorker):
         self.model_runner = target_worker.model_runner
         self.model = self.model_runner.model
         self.device = self.model_runner.device
+        # The largest block size: SGLang reserves KV and captures its startup graphs for it. Each step
+        # takes the size the policy picks (ORTHRUS_BLOCK_POLICY; fixed: always this one).
         self.block_size = int(settings.speculative_num_draft_tokens)
+        sizes = block_sizes(self.block_size)
+        self.block_policy = CyclingBlockPolicy(sizes) if block_policy() == "cycle" else BlockPolicy(sizes)
+        self.block_states = BlockStates(self.model_runner, self.block_size)
+        self.step_clock = StepClock(self.device) if self.block_policy.is_adaptive else None
         config = self.model_runner.model_config.hf_config
         self.mask_token_id = int(config.mask_token_id)
         if type(self.model).__name__ != "OrthrusLM":
@@ -88,7 +97,8 @@ class OrthrusWorker(compat.BaseSpecWorker):
         self.simulated_accept_rate = simulated_accept_rate()  # benchmarks only (pinned_acceptance.py)
         if self.simulated_accept_rate is not None and compat.simulated_commit_len(self.block_size) is not None:
             raise ValueError("set ORTHRUS_SIMULATE_ACCEPT_RATE or SGLANG_SIMULATE_ACC_LEN, not both")
-        logger.info("ORTHRUS worker ready: block size %d, mask token %d", self.block_size, self.mask_token_id)
+        logger.info("ORTHRUS worker ready: block size %d (%s policy, sizes %s), mask token %d", self.block_size,
+                    block_policy(), ",".join(map(str, sizes)), self.mask_token_id)
 
     def _max_batch_size(self, settings) -> int:
         sizes = [settings.max_running_requests or 0, getattr(settings, "cuda_graph_max_bs_decode", None) or 0]
@@ -104,9 +114,22 @@ class OrthrusWorker(compat.BaseSpecWorker):
             raise AttributeError(name)
         return getattr(self._target_worker, name)
 
+    def init_cuda_graphs(self):
+        """After SGLang captured the largest block size's graphs: the other sizes' (block_states.py)."""
+        super().init_cuda_graphs()
+        self.block_states.build(self.block_policy.candidates)
+
     def on_verify_complete_cpu(self, num_correct_drafts_per_req: list[int], batch_size: int = 0) -> None:
+        """SGLang hands back each decode step's accepted-draft counts, on the host, in launch order."""
+        block_size, seconds = self.block_size, None
+        if self.step_clock is not None:
+            done = self.step_clock.finish(batch_size or len(num_correct_drafts_per_req))
+            if done is not None:
+                block_size, seconds = done
+                self.block_policy.observe(len(num_correct_drafts_per_req), block_size, num_correct_drafts_per_req,
+                                          seconds)
         if self.metrics is not None:
-            self.metrics.observe(num_correct_drafts_per_req)
+            self.metrics.observe(num_correct_drafts_per_req, block_size)
 
     # ---- one scheduler iteration ---------------------------------------------------------
     def forward_batch_generation(self, batch, on_publish=None, grammar_barrier=None, pp_proxy_tensors=None):
@@ -143,9 +166,20 @@ class OrthrusWorker(compat.BaseSpecWorker):
     def _decode(self, batch, on_publish, grammar_barrier):
         if batch.seq_lens.is_cuda:  # produced on another stream by the previous overlap iteration
             batch.seq_lens.record_stream(torch.cuda.current_stream())
-        bs, B = len(batch.seq_lens), self.block_size
+        bs = len(batch.seq_lens)
+        B = self.block_policy.choose(bs)  # from earlier steps only: lossless whatever it picks
+        timed = self.step_clock.start(bs, B) if self.step_clock is not None else None
+        with self.block_states.use(B):
+            result = self._decode_block(batch, on_publish, grammar_barrier, B)
+        if timed is not None:
+            self.step_clock.stop(timed)
+        return result
+
+    def _decode_block(self, batch, on_publish, grammar_barrier, B: int):
+        """One step of block size B (B = 1: a plain AR step, no draft pass)."""
+        bs = len(batch.seq_lens)
         prefix_lens = batch.seq_lens  # L: committed KV length; the block sits at L..L+B-1
-        block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens)
+        block_ids, positions, cache_locs = self.prepare_block(batch, batch.spec_info.bonus_tokens, B)
 
         rows = self.row_sampling(batch)
         sampling = self.buffers.sampling
@@ -153,7 +187,7 @@ class OrthrusWorker(compat.BaseSpecWorker):
             sampling.load(rows, bs)
         # draft + verify: one TARGET_VERIFY forward over the block (models/orthrus.py)
         logits_output, can_run_graph = self._forward_block(batch, block_ids, positions, cache_locs)
-        draft_dist = sampling.dist(bs, B) if sampling is not None and rows is not None else None
+        draft_dist = sampling.dist(bs, B) if sampling is not None and rows is not None and B > 1 else None
         drafts = self.buffers.drafts(bs, B)
         candidates = torch.cat([block_ids[:, :1], drafts], dim=1)  # [bs, B]: t, d_1..d_{B-1}
 
@@ -167,7 +201,7 @@ class OrthrusWorker(compat.BaseSpecWorker):
         verify_logits.apply_to_verify_rows(logits, batch.sampling_info, B)
 
         num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_dist)
-        accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs)
+        accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs, B)
         accept_len.copy_(num_accepted)
         out_bonus.copy_(bonus)
         # Row i = [accepted drafts..., bonus, stale...]: SGLang reads the first commit_lens[i] entries.
@@ -191,10 +225,10 @@ class OrthrusWorker(compat.BaseSpecWorker):
             can_run_cuda_graph=can_run_graph, speculative_num_draft_tokens=B, new_seq_lens=new_seq_lens,
             next_draft_input=OrthrusDraftInput(bonus_tokens=out_bonus, new_seq_lens=new_seq_lens))
 
-    def prepare_block(self, batch, last_tokens: torch.Tensor):
+    def prepare_block(self, batch, last_tokens: torch.Tensor, block_size: int):
         """[t, MASK x (B-1)] per request, its positions L..L+B-1 and their KV slots (all [bs, B])."""
-        block_ids = step.make_block(last_tokens, self.block_size, self.mask_token_id)
-        positions = batch.seq_lens.to(torch.int64).unsqueeze(1) + self._offsets
+        block_ids = step.make_block(last_tokens, block_size, self.mask_token_id)
+        positions = batch.seq_lens.to(torch.int64).unsqueeze(1) + self._offsets[:block_size]
         req_to_token = self.model_runner.req_to_token_pool.req_to_token
         cache_locs = req_to_token[batch.req_pool_indices.to(torch.int64).unsqueeze(1), positions]
         return block_ids, positions, cache_locs.to(torch.int64)
@@ -259,8 +293,9 @@ class OrthrusWorker(compat.BaseSpecWorker):
         num_accepted, bonus = step.accept(drafts, logits, rows, batch.seq_lens, draft_dist)
         return num_accepted, bonus, target_top1
 
-    def _result_buffers(self, bs: int):
-        """Two sets of output tensors, alternated: SGLang copies one to the host while the next step runs."""
+    def _result_buffers(self, bs: int, block_size: int):
+        """Two sets of output tensors, alternated: SGLang copies one to the host while the next step runs.
+        The tokens are [bs, B] rows packed at the start of one buffer: SGLang reads them with stride B."""
         bufs = self._out_bufs[self._out_slot]
         self._out_slot ^= 1
         if not bufs or bufs["accept_len"].shape[0] < bs:
@@ -268,10 +303,10 @@ class OrthrusWorker(compat.BaseSpecWorker):
             bufs.update(accept_len=torch.empty(cap, dtype=torch.int64, device=dev),
                         commit_lens=torch.empty(cap, dtype=torch.int32, device=dev),
                         bonus=torch.empty(cap, dtype=torch.int64, device=dev),
-                        out_tokens=torch.empty((cap, self.block_size), dtype=torch.int64, device=dev),
+                        out_tokens=torch.empty(cap * self.block_size, dtype=torch.int64, device=dev),
                         new_seq_lens=torch.empty(cap, dtype=torch.int64, device=dev))
-        return (bufs["accept_len"][:bs], bufs["commit_lens"][:bs], bufs["bonus"][:bs], bufs["out_tokens"][:bs],
-                bufs["new_seq_lens"][:bs])
+        return (bufs["accept_len"][:bs], bufs["commit_lens"][:bs], bufs["bonus"][:bs],
+                bufs["out_tokens"][: bs * block_size].view(bs, block_size), bufs["new_seq_lens"][:bs])
 
 
 def _to_device(host: torch.Tensor, device) -> torch.Tensor:

@@ -362,6 +362,22 @@ def test_low_precision_modes_take_their_own_block_sizes():
 
 
 
+def test_adaptive_mode_runs_one_engine_at_the_largest_block_size(tmp_path):
+    """orthrus-adaptive: one engine per run at the largest --block-sizes, choosing each step's size itself;
+    lossless like every other mode (its outputs are checked against AR)."""
+    args = throughput.parse_args(["--backend", "sglang", "--modes", "ar,orthrus,orthrus-adaptive", "--block-sizes",
+                                  "8,16"])
+    assert [(m.label, m.block_policy) for m in throughput.build_modes(args)] == [
+        ("AR", "fixed"), ("ORTHRUS B=8", "fixed"), ("ORTHRUS B=16", "fixed"), ("ORTHRUS adaptive B<=16", "adaptive")]
+    out = tmp_path / "out"
+    assert throughput.main(["--backend", "embedded", "--modes", "ar,orthrus-adaptive", "--block-sizes", "4",
+                            "--concurrency", "2", "--prompt-len", "8", "--out-len", "24", "--contexts", "",
+                            "--datasets", "", "--out-dir", str(out)]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    adaptive = [r for r in runs if r["mode"] == "ORTHRUS adaptive B<=4"]
+    assert adaptive and all(r["outputs_equal_ar"] is True and r["lossless"] for r in adaptive)
+
+
 def test_results_name_their_commit_and_say_when_the_tree_differed():
     """git_commit is HEAD, "-dirty" when tracked files differ from it (this checkout decides which);
     the report's header says so rather than name a commit whose code did not run as is."""

@@ -347,3 +347,43 @@ def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
         graphs = results[str(setting)]["outputs"][:512]
         report("(g) q-sampled drafts, graphs on vs off, tokens", graphs, eager["outputs"])
         assert graphs == eager["outputs"]
+
+
+# ---- (h) a block size chosen per step (ORTHRUS_BLOCK_POLICY), each size in its own CUDA graphs ------
+@pytest.mark.parametrize("policy", ["cycle", "adaptive"])
+@pytest.mark.parametrize("backend", ["triton", "flashinfer"])
+def test_h_block_size_per_step_in_cuda_graphs(backend, policy, tiny, tiny128):
+    """(h) every size 1..4 in turn (cycle: consecutive steps always differ; 1 = an AR step) or the adaptive
+    policy, with CUDA graphs and the overlap scheduler: triton fp32 equals AR token for token; flashinfer
+    fp16 differs from the reference only at near-ties; graphs off gives the same tokens (so the graphs
+    of every size replay what the eager step computes)."""
+    from orthrus_sglang import SamplingParams
+    from orthrus_sglang.ref.engine import Engine
+    from orthrus_sglang.sgl.options import scheduler_env
+
+    path, dtype = (tiny, "float32") if backend == "triton" else (tiny128, "float16")
+    prompts = prompts_for(32, 260, shared_prefix=24)
+    results = {}
+    with scheduler_env({"ORTHRUS_BLOCK_POLICY": policy, "ORTHRUS_BLOCK_SIZES": "1,2,3,4"}):
+        for name, extra in [("graphs", {}), ("eager", dict(disable_cuda_graph=True))]:
+            engine = launch(path, dtype=dtype, attention_backend=backend, speculative_algorithm="ORTHRUS",
+                            enable_deterministic_inference=True, **extra)
+            try:
+                run(engine, prompts[:4], 8)
+                results[name] = run(engine, prompts, 48)
+            finally:
+                engine.shutdown()
+    torch_dtype = getattr(torch, dtype)
+    refs = Engine(path, device="cuda", dtype=torch_dtype, block_size=BLOCK, max_batch_size=32).generate(
+        prompts, SamplingParams(max_new_tokens=48, ignore_eos=True), ar_only=True)
+    ar = [r.token_ids for r in refs]
+    tokens, hists = results["graphs"]
+    same = report(f"(h) {backend} {dtype} {policy} 1,2,3,4 graphs vs AR", ar, tokens)
+    print(f"[gpu] (h) accepted drafts {sum(sum(h[1:]) for h in hists)}, verify steps {sum(sum(h) for h in hists)}")
+    report(f"(h) {backend} {policy} graphs on vs off", tokens, results["eager"][0])
+    if dtype == "float32":
+        assert same == 32
+    else:
+        assert_near_ties(f"(h) {backend} {policy}", path, prompts, ar, tokens, dtype)
+    if backend == "triton":  # deterministic block_attention: graphs on and off see bit-equal logits
+        assert tokens == results["eager"][0]

@@ -53,6 +53,19 @@ def test_version_helpers_answer_on_this_sglang():
     assert result is ids or (result[0] is ids and result[1] is None)
 
 
+def test_per_block_size_graphs_have_what_they_need():
+    """compat.verify_graphs_for_block_size (GPU only) builds a backend and a graph runner per block size the
+    way SGLang's adaptive EAGLE does: the private builder, the runner's keywords and the context override."""
+    import inspect
+
+    from sglang.srt.model_executor.model_runner import ModelRunner
+    from sglang.srt.model_executor.runner.decode_cuda_graph_runner import DecodeCudaGraphRunner
+
+    assert "init_new_workspace" in inspect.signature(ModelRunner._get_attention_backend).parameters
+    assert {"attn_backend", "speculative_num_draft_tokens"} <= set(inspect.signature(DecodeCudaGraphRunner).parameters)
+    assert "source" in inspect.signature(type(compat.runtime_context()).override).parameters
+
+
 def test_fused_ops_run_natively():
     """compat.run_fused_ops_natively (the fp32 CUDA path) pins SGLang's fused ops to forward_native."""
     import torch

@@ -248,14 +248,16 @@ class OrthrusLM(nn.Module):
         the drafts go to the step's buffers (``forward_batch.spec_info.buffers``, the worker's)."""
         bs = forward_batch.batch_size
         B = block_ids.numel() // bs
+        if B == 1:  # a plain AR step (ORTHRUS_BLOCK_POLICY=adaptive picked it): no drafts, no draft pass
+            hidden = self.model(block_ids, positions, forward_batch)
+            return self.logits_processor(block_ids, hidden, self.lm_head, forward_batch)
         buffers: StepBuffers = forward_batch.spec_info.buffers
         hidden = self.model(block_ids, positions, forward_batch, diffusion=True)  # writes transient diff K/V
-        if buffers.sampling is not None and B > 1:  # sampled drafts: a keyed draw from q per sampled row
+        if buffers.sampling is not None:  # sampled drafts: a keyed draw from q per sampled row
             drafts = self._draft_sample(block_ids, positions, hidden, forward_batch, bs, B, buffers.sampling)
         else:
             drafts = self._draft_argmax(block_ids, hidden, forward_batch, bs, B)  # row i predicts position L+i+1
-        if B > 1:
-            buffers.draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
+        buffers.draft_ids[: bs * (B - 1)].copy_(drafts.reshape(-1))
         verify_ids = torch.cat([block_ids.view(bs, B)[:, :1], drafts], dim=1).reshape(-1)
         hidden = self.model(verify_ids, positions, forward_batch)  # overwrites every verify slot with AR K/V
         return self.logits_processor(verify_ids, hidden, self.lm_head, forward_batch)
