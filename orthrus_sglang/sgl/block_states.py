@@ -27,19 +27,30 @@ class BlockStates:
         self.max_block_size = int(max_block_size)
         self._pairs: dict[int, tuple] = {}
 
-    def build(self, block_sizes: tuple[int, ...]) -> None:
-        """After SGLang's startup capture: a backend and graphs for every other size (none when eager)."""
+    def build(self, block_sizes: tuple[int, ...]) -> tuple[int, ...]:
+        """After SGLang's startup capture: a backend and graphs for every other size (none when eager).
+        Returns the sizes a step can take: a size whose graphs did not fit in GPU memory is left out,
+        with a warning, rather than failing the server."""
+        import torch
+
         runner = self.model_runner
         self._pairs[self.max_block_size] = (runner.attn_backend, runner.decode_cuda_graph_runner)
         if runner.decode_cuda_graph_runner is None:
-            return
-        for b in block_sizes:
+            return tuple(block_sizes)
+        for b in sorted(block_sizes, reverse=True):  # the larger sizes first: they are the ones tau pays for
             if b in self._pairs:
                 continue
             free_before, start = _free_gpu_bytes(), time.perf_counter()
-            self._pairs[b] = compat.verify_graphs_for_block_size(runner, b)
+            try:
+                self._pairs[b] = compat.verify_graphs_for_block_size(runner, b)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                logger.warning("ORTHRUS block size %d left out: its CUDA graphs do not fit (%.2f GB free); lower "
+                               "--mem-fraction-static or set ORTHRUS_BLOCK_SIZES", b, _free_gpu_bytes() / 1e9)
+                continue
             logger.info("ORTHRUS block size %d: attention backend and CUDA graphs in %.1f s, %.2f GB", b,
                         time.perf_counter() - start, (free_before - _free_gpu_bytes()) / 1e9)
+        return tuple(b for b in block_sizes if b in self._pairs)
 
     @contextlib.contextmanager
     def use(self, block_size: int):

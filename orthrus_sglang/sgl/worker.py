@@ -117,7 +117,9 @@ class OrthrusWorker(compat.BaseSpecWorker):
     def init_cuda_graphs(self):
         """After SGLang captured the largest block size's graphs: the other sizes' (block_states.py)."""
         super().init_cuda_graphs()
-        self.block_states.build(self.block_policy.candidates)
+        built = self.block_states.build(self.block_policy.candidates)
+        if built != self.block_policy.candidates:
+            self.block_policy = type(self.block_policy)(built)
 
     def on_verify_complete_cpu(self, num_correct_drafts_per_req: list[int], batch_size: int = 0) -> None:
         """SGLang hands back each decode step's accepted-draft counts, on the host, in launch order."""
