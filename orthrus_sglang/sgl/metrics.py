@@ -26,6 +26,11 @@ class OrthrusMetrics:
                            "Steps whose draft at this position (1-based) was accepted",
                            labelnames=[*labels, "position"])
         self.per_position = [position.labels(**labels, position=str(i + 1)) for i in range(block_size - 1)]
+        reached = Counter("orthrus:reached_position_total",
+                          "Steps that verified a draft at this position (1-based): the block had it and every "
+                          "draft before it was accepted; accepted / reached is the position's acceptance rate",
+                          labelnames=[*labels, "position"])
+        self.reached_position = [reached.labels(**labels, position=str(i + 1)) for i in range(block_size - 1)]
         # ORTHRUS_BLOCK_POLICY=adaptive/cycle: how often each block size ran and what it accepted.
         self._by_block = Counter("orthrus:steps_by_block_size_total",
                                  "ORTHRUS verify steps (one per request per step) by the step's block size",
@@ -55,11 +60,13 @@ class OrthrusMetrics:
             counts[n] += 1
             self.accept_drafts.observe(n)
         self.steps.inc(len(num_correct_drafts_per_req))
-        beyond = len(num_correct_drafts_per_req) - counts[0]  # requests with n > i: draft i+1 accepted
+        at_least = len(num_correct_drafts_per_req)  # requests with n >= i: draft i+1 reached (if the block has it)
         for i in range(self.block_size - 1):
-            if beyond:
-                self.per_position[i].inc(beyond)
-            beyond -= counts[i + 1]
+            if at_least and i < block_size - 1:
+                self.reached_position[i].inc(at_least)
+            at_least -= counts[i]  # now n > i: draft i+1 accepted
+            if at_least:
+                self.per_position[i].inc(at_least)
         full = sum(counts[block_size - 1:])
         if full:
             self.full_blocks.inc(full)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,8 @@ from .base import (Backend, BackendError, BackendUnavailable, GenChunk, GenReque
                    wait_shielded)
 
 log = logging.getLogger("orthrus.gateway")
+# How stale the block sizes SGLang reports (block_policy) may be: re-read from its /metrics at most this often.
+BLOCK_POLICY_REFRESH_S = 2.0
 
 
 def sglang_sampling_params(req: GenRequest) -> dict:
@@ -164,6 +167,9 @@ class SGLangBackend(Backend):
         self.block_size: int | None = settings.block_size
         self._info: ModelInfo | None = None
         self._info_lock = asyncio.Lock()
+        self._policy: dict | None = None
+        self._policy_read_at = -BLOCK_POLICY_REFRESH_S
+        self._policy_task: asyncio.Task | None = None
 
     async def start(self) -> None:
         self.client = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(self.settings.backend_timeout_s,
@@ -174,8 +180,29 @@ class SGLangBackend(Backend):
             log.warning("SGLang backend not ready yet: %s", e.message)
 
     async def close(self) -> None:
+        if self._policy_task is not None:
+            self._policy_task.cancel()
         if self.client is not None:
             await self.client.aclose()
+
+    def block_policy(self) -> dict | None:
+        """The block sizes SGLang's steps took (ORTHRUS_BLOCK_POLICY), from the orthrus:*_by_block_size series
+        of its /metrics (SGLang started with --enable-metrics; None otherwise, and behind the router, whose
+        /metrics is its own). Never blocks: answers what the last read found and starts the next read."""
+        now = time.monotonic()
+        if now - self._policy_read_at >= BLOCK_POLICY_REFRESH_S and (self._policy_task is None
+                                                                     or self._policy_task.done()):
+            self._policy_read_at = now
+            self._policy_task = asyncio.get_running_loop().create_task(self._read_block_policy())
+        return self._policy
+
+    async def _read_block_policy(self) -> None:
+        try:
+            resp = await self.client.get("/metrics", timeout=self.settings.health_timeout_s * 5)
+            if resp.status_code == 200:
+                self._policy = block_policy_from_metrics(resp.text)
+        except Exception as e:  # SGLang down or not serving metrics: keep the last answer
+            log.debug("reading SGLang's /metrics for the block sizes failed: %s", e)
 
     async def health(self) -> Health:
         try:
@@ -253,6 +280,38 @@ class SGLangBackend(Backend):
         if req.ar_only:
             raise BackendError(400, "`ar_only` is only available on the embedded backend.")
         return _SGLangStream(self, req)
+
+
+def block_policy_from_metrics(text: str) -> dict | None:
+    """A BlockPolicy.snapshot()-shaped dict from SGLang's Prometheus text: request-steps and tau per block
+    size (summed over label sets), each draft position's acceptance rate (accepted / reached, since the
+    server started: not decayed like the policy's own profile); None when the server exports no orthrus:steps_by_block_size_total."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    steps: dict[int, float] = {}
+    tokens: dict[int, float] = {}
+    accepted: dict[int, float] = {}
+    reached: dict[int, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "orthrus:steps_by_block_size_total":
+                b = int(sample.labels["block_size"])
+                steps[b] = steps.get(b, 0.0) + sample.value
+            elif sample.name == "orthrus:tokens_by_block_size_total":
+                b = int(sample.labels["block_size"])
+                tokens[b] = tokens.get(b, 0.0) + sample.value
+            elif sample.name in ("orthrus:accepted_position_total", "orthrus:reached_position_total"):
+                counts = accepted if sample.name.startswith("orthrus:accepted") else reached
+                i = int(sample.labels["position"])
+                counts[i] = counts.get(i, 0.0) + sample.value
+    if not steps:
+        return None
+    sizes = sorted(steps)
+    rates = [round(accepted.get(i, 0.0) / reached[i], 4) if reached.get(i) else 0.0 for i in range(1, max(sizes))]
+    return {"candidates": sizes, "adaptive": len(sizes) > 1,
+            "steps_by_block_size": {b: int(steps[b]) for b in sizes},
+            "tau_by_block_size": {b: (tokens.get(b, 0.0) / steps[b] if steps[b] else 0.0) for b in sizes},
+            "acceptance_by_position": rates}
 
 
 def sglang_logprobs(meta: dict, spec: LogprobRequest, skip: int, count: int):

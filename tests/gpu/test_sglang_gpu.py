@@ -8,7 +8,8 @@ Run on the GPU host with scripts/gpu_tests.sh (SGLang from the carried wheelhous
 (a) --enable-deterministic-inference: ORTHRUS vs the same server without speculation, 64 prompts:
     >= 99% identical in fp32 (tiny model) and bf16 (Qwen3-8B-shaped dummy model); on the tiny
     random model in bf16/fp16 the count is reported and every difference must be a near-tie;
-(e) flashinfer attention: tokens equal the reference engine up to fp16 near-ties, accept histograms too.
+(e) flashinfer attention: tokens equal the reference engine up to fp16 near-ties, accept histograms too;
+(h) a block size per step (ORTHRUS_BLOCK_POLICY cycle / adaptive), each size in its own CUDA graphs.
 
 Near-tie: the fp32 logit gap between the two tokens chosen where the outputs first differ is below
 TIE_ULPS units of the dtype's rounding (eps). The verify pass (B tokens, extend kernels) and plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import REGISTRY
 
 from orthrus_sglang.sgl.metrics import OrthrusMetrics
@@ -11,15 +12,26 @@ def value(name, **labels):
     return REGISTRY.get_sample_value(name, {"model_name": "m", **labels}) or 0.0
 
 
-def test_series_count_positions_full_blocks_and_block_sizes():
+STEPS = [(8, [0, 7, 3, 3]), (4, [3, 0]), (1, [0, 0, 0]), (8, [7])]  # (block size, accepted drafts per request)
+
+
+@pytest.fixture(scope="module")
+def observed():
+    """The series after STEPS (prometheus_client's default registry: created once per process)."""
     metrics = OrthrusMetrics(block_size=8, model_name="m")
-    steps = [(8, [0, 7, 3, 3]), (4, [3, 0]), (1, [0, 0, 0]), (8, [7])]
-    for block_size, accepted in steps:
+    for block_size, accepted in STEPS:
         metrics.observe(accepted, block_size)
+    return STEPS
+
+
+def test_series_count_positions_full_blocks_and_block_sizes(observed):
+    steps = observed
     every = [n for _, accepted in steps for n in accepted]
     assert value("orthrus:verify_steps_total") == len(every)
     for i in range(7):  # draft i+1 accepted by the requests with n > i
         assert value("orthrus:accepted_position_total", position=str(i + 1)) == sum(n > i for n in every)
+        reached = sum(n >= i and i < b - 1 for b, accepted in steps for n in accepted)
+        assert value("orthrus:reached_position_total", position=str(i + 1)) == reached
     # a full block is B-1 accepted drafts at the step's own B: two at B=8, one at B=4, three at B=1
     assert value("orthrus:full_block_accept_total") == 2 + 1 + 3
     assert value("orthrus:accept_drafts_sum") == sum(every) and value("orthrus:accept_drafts_count") == len(every)
@@ -28,3 +40,19 @@ def test_series_count_positions_full_blocks_and_block_sizes():
         assert value("orthrus:steps_by_block_size_total", block_size=str(block_size)) == sum(map(len, ran))
         assert value("orthrus:tokens_by_block_size_total", block_size=str(block_size)) == sum(
             n + 1 for accepted in ran for n in accepted)
+
+
+def test_the_gateway_reads_the_block_sizes_back(observed):
+    """server/backends/sglang.py turns the series into the snapshot the gateway's /metrics and live page show."""
+    from prometheus_client import generate_latest
+
+    from server.backends.sglang import block_policy_from_metrics
+
+    assert block_policy_from_metrics("") is None
+    policy = block_policy_from_metrics(generate_latest(REGISTRY).decode())
+    assert policy["candidates"] == [1, 4, 8] and policy["adaptive"]
+    assert policy["steps_by_block_size"] == {1: 3, 4: 2, 8: 5}
+    assert policy["tau_by_block_size"][8] == (1 + 8 + 4 + 4 + 8) / 5
+    every = [(8, n) for n in [0, 7, 3, 3, 7]] + [(4, 3), (4, 0)]
+    first = sum(n >= 1 for _, n in every) / len(every)
+    assert policy["acceptance_by_position"][0] == round(first, 4) and len(policy["acceptance_by_position"]) == 7
