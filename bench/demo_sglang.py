@@ -1,8 +1,8 @@
 """The quickstart's demo model (trained view) through real SGLang on a GPU: real, unpinned acceptance.
 
     python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \\
-        [--concurrency 1,32] [--temperature 0.7] [--no-identity] [--attention-backend flashinfer] \
-        [--draft-weights bf16,fp8] --out-dir DIR
+        [--concurrency 1,32] [--temperature 0.7] [--no-identity] [--attention-backend flashinfer] \\
+        [--draft-weights bf16,fp8] [--adaptive] --out-dir DIR
 
 PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
 The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied). Held-out prompts
@@ -14,7 +14,9 @@ of the shipped prompt set, chat template, greedy unless said, EOS honoured (real
    verification) vs ORTHRUS with drafts sampled from q (--speculative-use-rejection-sampling):
    tau and tokens/s;
 4. each --draft-weights kind besides bf16 (ORTHRUS_DRAFT_WEIGHTS): ORTHRUS with those draft
-   weights, greedy, at each concurrency: the real acceptance they cost, and their speed.
+   weights, greedy, at each concurrency: the real acceptance they cost, and their speed;
+5. --adaptive: ORTHRUS_BLOCK_POLICY=adaptive (each step picks its block size, 1 = an AR step),
+   greedy and sampled, at each concurrency.
 Writes results.json and results.md to --out-dir.
 """
 
@@ -30,13 +32,15 @@ def _raise(signum, frame):
     raise RuntimeError("an SGLang child process failed")
 
 
-def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16", **flags):
-    """An engine; ``draft_weights``: ORTHRUS_DRAFT_WEIGHTS, read by the scheduler process it spawns."""
+def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16",
+           block_policy: str = "fixed", **flags):
+    """An engine; ``draft_weights``, ``block_policy``: ORTHRUS_DRAFT_WEIGHTS, ORTHRUS_BLOCK_POLICY, read by the
+    scheduler process it spawns."""
     import sglang
 
     from orthrus_sglang.sgl.options import scheduler_env
 
-    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights}):
+    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy}):
         return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend,
                              sampling_backend="pytorch", skip_tokenizer_init=True, mem_fraction_static=0.5,
                              max_running_requests=max_concurrency, cuda_graph_max_bs_decode=max_concurrency,
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                     "for AR and ORTHRUS on an H100; triton: the runs before 2026-12-07)")
     ap.add_argument("--draft-weights", default="bf16", help="comma list of ORTHRUS_DRAFT_WEIGHTS kinds; each besides "
                     "bf16 adds an ORTHRUS engine with those draft weights (greedy speed and tau)")
+    ap.add_argument("--adaptive", action="store_true", help="add ORTHRUS_BLOCK_POLICY=adaptive (each step picks its "
+                    "block size from 1, 2, 4, .. --block-size): greedy and sampled speed, like ORTHRUS")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     from orthrus_sglang.draft_weights import check_kind
@@ -134,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
     configs = [("AR", {}), ("ORTHRUS", orthrus),
                ("ORTHRUS sampled drafts", {**orthrus, "speculative_use_rejection_sampling": True})]
+    if args.adaptive and not args.deterministic_only:
+        configs.append(("ORTHRUS adaptive", {**orthrus, "block_policy": "adaptive"}))
     results["deterministic_speed_runs"] = args.deterministic_only
     outputs, identity = {}, {}
 
@@ -182,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
     results["speed_runs_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
                                        for c in levels}
+    if ("ORTHRUS adaptive", top) in outputs:  # bf16 without deterministic inference: near-ties may round apart
+        results["adaptive_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)],
+                                                                             outputs[("ORTHRUS adaptive", c)]))
+                                         for c in levels}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "results.md").write_text(render(results))
     print(render(results))
@@ -211,6 +223,9 @@ def render(results: dict) -> str:
     if results.get("draft_weights_identical"):  # not deterministic inference: bf16 near-ties may round apart
         lines += ["", f"Low-precision draft weights, outputs identical to the AR speed run's: "
                   f"{results['draft_weights_identical']} (of {results['prompts']} each)."]
+    if results.get("adaptive_identical"):
+        lines += ["", f"ORTHRUS adaptive (ORTHRUS_BLOCK_POLICY=adaptive, sizes 1, 2, 4, .. B), outputs identical to "
+                  f"the AR speed run's: {results['adaptive_identical']} (of {results['prompts']} each)."]
     return "\n".join(lines) + "\n"
 
 
