@@ -93,7 +93,10 @@ def validate_orthrus_server_args(server_args) -> None:
     if server_args.kv_canary != "none":
         problems.append("--kv-canary: the canary checks the step's input ids ([t, MASK...]), not the verified tokens")
     try:  # an ORTHRUS_* option with a bad value: said now, not when the model loads
-        block_policy()
+        if block_policy() == "adaptive" and (server_args.tp_size or 1) > 1:
+            # Each rank times its own steps: their choices could differ, and a step is one collective.
+            problems.append("ORTHRUS_BLOCK_POLICY=adaptive supports --tp 1 only (each rank would choose its block "
+                            "size from its own timings)")
         kind = draft_weights()
         if kind not in ("bf16", "auto") and (server_args.tp_size or 1) > 1:  # auto is bf16 there
             problems.append(f"ORTHRUS_DRAFT_WEIGHTS={kind} supports --tp 1 only")

@@ -82,13 +82,37 @@ def test_server_args_defaults(checkpoint):
     (dict(enable_two_batch_overlap=True), "--enable-two-batch-overlap"),
     (dict(speculative_num_draft_tokens=1), "must be >= 2"),
     (dict(disaggregation_mode="prefill"), "--disaggregation-mode"),
-    (dict(speculative_adaptive=True), "--speculative-adaptive"),
+    (dict(speculative_adaptive=True), "--speculative-adaptive is EAGLE's.*ORTHRUS_BLOCK_POLICY=adaptive"),
 ])
 def test_unsupported_flags_are_refused_at_startup(checkpoint, extra, message):
     if extra.get("speculative_draft_model_path") == "SELF":
         extra = dict(speculative_draft_model_path=str(checkpoint))
     with pytest.raises(ValueError, match=f"ORTHRUS cannot run with these settings: .*{message}"):
         server_args(checkpoint, **extra)
+
+
+@pytest.mark.parametrize("env, extra, message", [
+    ({"ORTHRUS_BLOCK_POLICY": "sometimes"}, {}, r"ORTHRUS_BLOCK_POLICY='sometimes': expected one of fixed, adaptive, cycle"),
+    ({"ORTHRUS_BLOCK_POLICY": "adaptive"}, dict(tp_size=2), "ORTHRUS_BLOCK_POLICY=adaptive supports --tp 1 only"),
+    ({"ORTHRUS_BLOCK_POLICY": "adaptive", "ORTHRUS_BLOCK_SIZES": "1,4,8"}, dict(speculative_num_draft_tokens=4),
+     r"ORTHRUS_BLOCK_SIZES='1,4,8': expected comma-separated block sizes in 1..4"),
+    ({"ORTHRUS_BLOCK_POLICY": "cycle", "ORTHRUS_BLOCK_SIZES": "two"}, {}, "ORTHRUS_BLOCK_SIZES='two'"),
+])
+def test_bad_block_policy_settings_are_refused_at_startup(checkpoint, monkeypatch, env, extra, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        server_args(checkpoint, **extra)
+
+
+def test_block_sizes_default_to_the_powers_of_two_below_b(monkeypatch):
+    from orthrus_sglang.sgl.options import block_sizes
+
+    assert block_sizes(16) == (16,)  # fixed, the default
+    monkeypatch.setenv("ORTHRUS_BLOCK_POLICY", "adaptive")
+    assert block_sizes(16) == (1, 2, 4, 8, 16) and block_sizes(12) == (1, 2, 4, 8, 12)
+    monkeypatch.setenv("ORTHRUS_BLOCK_SIZES", "8, 1,4")
+    assert block_sizes(16) == (1, 4, 8)
 
 
 # ---- sampling through the real SGLang worker ---------------------------------------------------
