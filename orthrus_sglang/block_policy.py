@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Per step, every count is multiplied by this: about the last 1 / (1 - DECAY) steps matter, and a
-# position no longer drafted drifts back to the prior, so a larger B is tried again after a while.
+# Per step that reaches a position, its counts are multiplied by this first: about the last
+# 1 / (1 - DECAY) steps that drafted it matter.
 DECAY = 0.99
 # The prior of an unobserved position: PRIOR_WEIGHT pseudo-draws accepted at rate PRIOR_ACCEPT.
 PRIOR_ACCEPT, PRIOR_WEIGHT = 0.5, 1.0
@@ -59,9 +59,14 @@ class AcceptanceProfile:
         self.accepted = self.accepted or [0.0] * self.max_drafts
 
     def observe(self, block_size: int, num_accepted: list[int]) -> None:
-        """One step: each request drafted block_size - 1 tokens and accepted num_accepted[r] of them."""
-        self.reached = [c * self.decay for c in self.reached]
-        self.accepted = [c * self.decay for c in self.accepted]
+        """One step: each request drafted block_size - 1 tokens and accepted num_accepted[r] of them.
+
+        Only the positions this step reached decay: a position no step drafts keeps its estimate. Were
+        every count decayed every step, a run of small blocks (B = 1 drafts nothing) would pull the
+        positions of a larger B back to the prior, below what the model accepts, and keep that B out:
+        through SGLang on a CPU (2026-12-07) the demo model then sat at B = 1 for most steps (tau 1.91
+        against 3.17 at a fixed B=16). A larger B is measured again by the periodic refresh
+        (StepCosts.stalest), which also refreshes its positions."""
         drafts = min(block_size - 1, self.max_drafts)
         # Per position, not per request (this runs every step of a server): draft i+1 was reached by the
         # requests with n >= i and accepted by those with n > i.
@@ -70,9 +75,11 @@ class AcceptanceProfile:
             counts[min(int(n), drafts)] += 1
         at_least = len(num_accepted)
         for i in range(drafts):
-            self.reached[i] += at_least
+            if not at_least:
+                break
+            self.reached[i] = self.reached[i] * self.decay + at_least
             at_least -= counts[i]
-            self.accepted[i] += at_least
+            self.accepted[i] = self.accepted[i] * self.decay + at_least
 
     def rate(self, i: int) -> float:
         """P(draft i+1 accepted | drafts 1..i accepted)."""

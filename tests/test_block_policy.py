@@ -40,6 +40,21 @@ def test_profile_counts_reached_and_accepted_positions():
     assert decayed.reached == [1.5] and decayed.accepted == [0.5]
 
 
+def test_positions_no_step_drafts_keep_their_estimates():
+    """AR steps (B = 1) draft nothing: they must not pull a larger B's positions back to the prior. Were they
+    to, a policy at B = 1 would see B = 8 at the prior's 0.5 per position and stay at B = 1 (what the demo
+    model did through SGLang on a CPU before this rule)."""
+    policy = BlockPolicy.adaptive(8)
+    for b, seconds in ((1, 1.0), (2, 1.2), (4, 1.5), (8, 2.0)):  # each size once: every draft accepted
+        assert policy.choose(1) == b
+        policy.observe(1, b, [b - 1], seconds)
+    before = [policy.profile.rate(i) for i in range(7)]
+    for _ in range(500):
+        policy.observe(1, 1, [0], 1.0)
+    assert [policy.profile.rate(i) for i in range(7)] == before
+    assert policy.choose(1) == 8  # E = 1 + 0.67 + ... for 2.0 s beats 1 token for 1.0 s
+
+
 @pytest.mark.parametrize("case", range(40))
 def test_policy_picks_the_argmax_of_tokens_per_second(case):
     gen = torch.Generator().manual_seed(case)

@@ -62,9 +62,12 @@ def test_marlin_int4_equals_its_emulation(n, k, m):
 
 
 def test_draft_gemm_bench_runs_in_graphs():
-    """bench.draft_gemm times bf16, the torch fp8 path and w8a8 inside captured CUDA graphs."""
+    """bench.draft_gemm times bf16, the torch fp8 path, Marlin int4 and w8a8 inside captured CUDA graphs."""
     variants = ["bf16", "fp8-torch", "marlin-int4"] + (["w8a8"] if torch.cuda.get_device_capability() >= (8, 9) else [])
     results = run([Gemm("o_diff", 4096, 4096, 36)], [16, 64], variants, torch.device("cuda"), torch.bfloat16,
                   calls=5, replays=5)
     assert all(results["us"][v]["o_diff"]["16"] > 0 for v in variants)
-    assert all(results["rel_err"][v]["o_diff"]["64"] < 0.06 for v in variants[1:])
+    # Relative error against bf16 of what each variant rounds: e4m3 (3 mantissa bits) about 0.04; int4
+    # round-to-nearest in groups of 128 about 0.11 (0.117 on an H100, 2026-12-07; 0.112 in issue 21's table).
+    bound = {"fp8-torch": 0.06, "w8a8": 0.06, "marlin-int4": 0.15}
+    assert all(results["rel_err"][v]["o_diff"]["64"] < bound[v] for v in variants[1:]), results["rel_err"]
