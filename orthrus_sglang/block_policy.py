@@ -43,6 +43,23 @@ def default_candidates(block_size: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
+def position_counts(num_accepted: list[int], drafts: int) -> list[tuple[int, int]]:
+    """Per draft position of one step, up to the last any request reached: (requests that reached draft i+1,
+    requests that accepted it), i.e. (n >= i, n > i) with n a request's accepted drafts (at most drafts).
+    Counted per position, not per request: both engines' policies and the SGLang metrics run it every step."""
+    counts = [0] * (drafts + 1)
+    for n in num_accepted:
+        counts[min(int(n), drafts)] += 1
+    at_least, out = len(num_accepted), []
+    for i in range(drafts):
+        if not at_least:
+            break
+        reached = at_least
+        at_least -= counts[i]
+        out.append((reached, at_least))
+    return out
+
+
 @dataclass
 class AcceptanceProfile:
     """Decayed counts of draft positions reached and accepted, shared by every request of a server.
@@ -67,19 +84,9 @@ class AcceptanceProfile:
         through SGLang on a CPU (2026-12-07) the demo model then sat at B = 1 for most steps (tau 1.91
         against 3.17 at a fixed B=16). A larger B is measured again by the periodic refresh
         (StepCosts.stalest), which also refreshes its positions."""
-        drafts = min(block_size - 1, self.max_drafts)
-        # Per position, not per request (this runs every step of a server): draft i+1 was reached by the
-        # requests with n >= i and accepted by those with n > i.
-        counts = [0] * (drafts + 1)
-        for n in num_accepted:
-            counts[min(int(n), drafts)] += 1
-        at_least = len(num_accepted)
-        for i in range(drafts):
-            if not at_least:
-                break
-            self.reached[i] = self.reached[i] * self.decay + at_least
-            at_least -= counts[i]
-            self.accepted[i] = self.accepted[i] * self.decay + at_least
+        for i, (reached, accepted) in enumerate(position_counts(num_accepted, min(block_size - 1, self.max_drafts))):
+            self.reached[i] = self.reached[i] * self.decay + reached
+            self.accepted[i] = self.accepted[i] * self.decay + accepted
 
     def rate(self, i: int) -> float:
         """P(draft i+1 accepted | drafts 1..i accepted)."""

@@ -53,26 +53,23 @@ class OrthrusMetrics:
 
     def observe(self, num_correct_drafts_per_req: list[int], block_size: int | None = None) -> None:
         """One step of block_size (default: the largest) over these requests."""
+        from ..block_policy import position_counts
+
         block_size = block_size or self.block_size
-        counts = [0] * self.block_size  # requests that accepted n drafts
-        for n in num_correct_drafts_per_req:
-            n = min(int(n), self.block_size - 1)
-            counts[n] += 1
+        accepted = [min(int(n), block_size - 1) for n in num_correct_drafts_per_req]
+        for n in accepted:
             self.accept_drafts.observe(n)
-        self.steps.inc(len(num_correct_drafts_per_req))
-        at_least = len(num_correct_drafts_per_req)  # requests with n >= i: draft i+1 reached (if the block has it)
-        for i in range(self.block_size - 1):
-            if at_least and i < block_size - 1:
-                self.reached_position[i].inc(at_least)
-            at_least -= counts[i]  # now n > i: draft i+1 accepted
-            if at_least:
-                self.per_position[i].inc(at_least)
-        full = sum(counts[block_size - 1:])
+        self.steps.inc(len(accepted))
+        for i, (reached, accepted_here) in enumerate(position_counts(accepted, block_size - 1)):
+            self.reached_position[i].inc(reached)
+            if accepted_here:
+                self.per_position[i].inc(accepted_here)
+        full = accepted.count(block_size - 1)
         if full:
             self.full_blocks.inc(full)
         labels = {**self._labels, "block_size": str(block_size)}
         self._by_block.labels(**labels).inc(len(num_correct_drafts_per_req))
-        self._tokens_by_block.labels(**labels).inc(sum(int(n) + 1 for n in num_correct_drafts_per_req))
+        self._tokens_by_block.labels(**labels).inc(sum(accepted) + len(accepted))
 
 
 def _tp_rank() -> int:
