@@ -30,6 +30,7 @@ class Mode:
     # ORTHRUS only: fixed (every step at block_size) or adaptive (each step picks from 1, 2, 4, .. block_size:
     # ORTHRUS_BLOCK_POLICY in SGLang, Engine(adaptive_block=True) in the reference engine)
     block_policy: str = "fixed"
+    accept_graphs: bool = False  # ORTHRUS only: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS)
 
     @property
     def simulated(self) -> bool:
@@ -40,7 +41,8 @@ class Mode:
     def algorithm(self) -> str:
         low = f" {self.draft_weights}" if self.draft_weights != "bf16" else ""
         policy = f" {self.block_policy}" if self.block_policy != "fixed" else ""
-        return self.name + low + policy + (" sampled-drafts" if self.sampled_drafts else "")
+        return (self.name + low + policy + (" sampled-drafts" if self.sampled_drafts else "")
+                + (" accept-graphs" if self.accept_graphs else ""))
 
     @property
     def label(self) -> str:

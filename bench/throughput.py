@@ -35,7 +35,9 @@ from .shapes import SHAPES
 # orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
 LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
 # orthrus-adaptive: each step picks its block size from 1, 2, 4, .. B (ORTHRUS_BLOCK_POLICY=adaptive)
-MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd", "dflash")
+# orthrus-ag / orthrus-sd-ag: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS=1)
+MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd",
+         "orthrus-ag", "orthrus-sd-ag", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -182,7 +184,8 @@ def build_modes(args) -> list[Mode]:
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
     for name, weights, sampled, policy in (("orthrus", "bf16", False, "fixed"), ("orthrus-adaptive", "bf16", False, "adaptive"),
-                                           ("orthrus-sd", "bf16", True, "fixed"),
+                                           ("orthrus-sd", "bf16", True, "fixed"), ("orthrus-ag", "bf16", False, "fixed"),
+                                           ("orthrus-sd-ag", "bf16", True, "fixed"),
                                            *((f"orthrus-{kind}", kind, False, "fixed") for kind in LOW_PRECISION)):
         if name in args.modes:
             sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
@@ -190,7 +193,7 @@ def build_modes(args) -> list[Mode]:
                 sizes = [max(args.block_sizes)]
             simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]
             modes += [Mode("ORTHRUS", b, tau, accept_rate=rate, draft_weights=weights, sampled_drafts=sampled,
-                           attention_backend=a, block_policy=policy)
+                           attention_backend=a, block_policy=policy, accept_graphs=name.endswith("-ag"))
                       for b in sizes for tau, rate in (simulated or [(None, None)]) for a in backends]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau, attention_backend=a)

@@ -40,6 +40,9 @@ class EmbeddedBackend:
                              "need --backend sglang)")
         if "orthrus-sd" in args.modes:
             raise ValueError("the embedded engine always draws sampled requests' drafts from q: use --modes orthrus")
+        if any(m.endswith("-ag") for m in args.modes):
+            raise ValueError("the embedded engine has no CUDA graphs to replay the acceptance from: orthrus-ag and "
+                             "orthrus-sd-ag need --backend sglang")
         if args.shape not in (None, TINY):
             raise ValueError(f"the embedded backend has no --shape {args.shape!r}: use --model for a real "
                              f"checkpoint, or leave --shape out for the tiny random model")

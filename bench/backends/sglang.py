@@ -22,7 +22,7 @@ from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
 MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS",
-                           "ORTHRUS_BLOCK_POLICY", "ORTHRUS_BLOCK_SIZES")
+                           "ORTHRUS_BLOCK_POLICY", "ORTHRUS_BLOCK_SIZES", "ORTHRUS_ACCEPT_GRAPHS")
 DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published (docs/results.md)
 
 
@@ -171,6 +171,7 @@ class SGLangBackend:
             os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)
         os.environ["ORTHRUS_DRAFT_WEIGHTS"] = mode.draft_weights
         os.environ["ORTHRUS_BLOCK_POLICY"] = mode.block_policy
+        os.environ["ORTHRUS_ACCEPT_GRAPHS"] = "1" if mode.accept_graphs else "0"
         if mode.pinned_tau:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),
                               SGLANG_SIMULATE_ACC_METHOD="match-expected", SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")

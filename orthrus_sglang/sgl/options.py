@@ -12,6 +12,9 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   decides tokens. ``ORTHRUS_FP8_DRAFTS=1``, the older switch, is ``fp8``.
 - ``ORTHRUS_FUSED_RACE`` (default 0): keyed draws over the vocabulary as one Triton kernel
   (orthrus_sglang/keyed_race.py; read there, by both engines).
+- ``ORTHRUS_ACCEPT_GRAPHS`` (default 0): on CUDA, a sampled batch's acceptance replays from its own
+  CUDA graph, captured once per batch size, block size and candidate bound (sgl/accept_graphs.py;
+  read there), instead of about 350 eager PyTorch ops after the step's graph.
 - ``ORTHRUS_SIMULATE_ACCEPT_RATE`` (benchmarks only, NOT lossless): every request accepts each
   draft with this probability once the drafts before it were accepted (a geometric profile,
   tau = (1 - r^B) / (1 - r)), instead of what the model accepted; SGLang's own switch,

@@ -19,6 +19,7 @@ from ..accept import DraftDist, RowSampling, greedy_accept
 from ..block_policy import BlockPolicy, CyclingBlockPolicy
 from ..sampling import candidate_bound
 from . import compat, step_buffers, verify_logits
+from .accept_graphs import AcceptGraphs
 from .block_states import BlockStates
 from .metrics import OrthrusMetrics
 from .options import block_policy, block_sizes, simulated_accept_rate
@@ -94,6 +95,7 @@ class OrthrusWorker(compat.BaseSpecWorker):
         self._out_slot = 0  # ring of two result buffers: the scheduler reads one while we fill the other
         self._out_bufs: list[dict[str, torch.Tensor]] = [{}, {}]
         self.metrics = OrthrusMetrics.create(settings, self.block_size)
+        self.accept_graphs = AcceptGraphs(self.device)  # ORTHRUS_ACCEPT_GRAPHS=1 (accept_graphs.py)
         self.simulated_accept_rate = simulated_accept_rate()  # benchmarks only (pinned_acceptance.py)
         if self.simulated_accept_rate is not None and compat.simulated_commit_len(self.block_size) is not None:
             raise ValueError("set ORTHRUS_SIMULATE_ACCEPT_RATE or SGLANG_SIMULATE_ACC_LEN, not both")
@@ -202,7 +204,8 @@ class OrthrusWorker(compat.BaseSpecWorker):
                 mask.apply(logits)
         verify_logits.apply_to_verify_rows(logits, batch.sampling_info, B)
 
-        num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_dist)
+        num_accepted, bonus, target_top1 = self.accept(batch, rows, drafts, logits.view(bs, B, -1), draft_dist,
+                                                       inputs_fixed=can_run_graph)
         accept_len, commit_lens, out_bonus, out_tokens, new_seq_lens = self._result_buffers(bs, B)
         accept_len.copy_(num_accepted)
         out_bonus.copy_(bonus)
@@ -284,15 +287,16 @@ class OrthrusWorker(compat.BaseSpecWorker):
             bound=candidate_bound([p.top_k for p in params], [p.top_p for p in params], vocab))
 
     def accept(self, batch, rows: RowSampling | None, drafts: torch.Tensor, logits: torch.Tensor,
-               draft_dist: DraftDist | None = None):
+               draft_dist: DraftDist | None = None, inputs_fixed: bool = False):
         """(num_accepted [bs], bonus [bs], AR argmax [bs, B]) by accept.accept_block: greedy rows by
         prefix match; sampled rows by rejection sampling against q (sampled drafts) or target-only
-        (greedy drafts). Exact for temperature, top_k, top_p and min_p."""
+        (greedy drafts). Exact for temperature, top_k, top_p and min_p. Sampled batches replay it
+        from a CUDA graph when ORTHRUS_ACCEPT_GRAPHS=1 and inputs_fixed (the forward replayed one)."""
         target_top1 = logits.argmax(dim=-1)
         if rows is None:
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
-        num_accepted, bonus = step.accept(drafts, logits, rows, batch.seq_lens, draft_dist)
+        num_accepted, bonus = self.accept_graphs.accept(drafts, logits, rows, batch.seq_lens, draft_dist, inputs_fixed)
         return num_accepted, bonus, target_top1
 
     def _result_buffers(self, bs: int, block_size: int):

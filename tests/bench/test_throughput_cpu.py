@@ -362,6 +362,19 @@ def test_low_precision_modes_take_their_own_block_sizes():
 
 
 
+def test_accept_graph_modes_set_the_switch_and_need_sglang(tmp_path, capsys):
+    """orthrus-ag / orthrus-sd-ag: ORTHRUS_ACCEPT_GRAPHS=1 (greedy drafts / drafts from q); the embedded
+    engine has no graphs and says so in one line."""
+    args = throughput.parse_args(["--backend", "sglang", "--modes", "orthrus,orthrus-ag,orthrus-sd-ag",
+                                  "--block-sizes", "16"])
+    assert [(m.label, m.accept_graphs, m.sampled_drafts) for m in throughput.build_modes(args)] == [
+        ("ORTHRUS B=16", False, False), ("ORTHRUS accept-graphs B=16", True, False),
+        ("ORTHRUS sampled-drafts accept-graphs B=16", True, True)]
+    assert throughput.main(["--modes", "ar,orthrus-ag", "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "orthrus-ag and orthrus-sd-ag need --backend sglang" in err, err
+
+
 def test_adaptive_mode_runs_one_engine_at_the_largest_block_size(tmp_path):
     """orthrus-adaptive: one engine per run at the largest --block-sizes, choosing each step's size itself;
     lossless like every other mode (its outputs are checked against AR)."""

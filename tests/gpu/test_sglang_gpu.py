@@ -309,12 +309,14 @@ def tiny_vocab16(tmp_path_factory):
                                  mask_token_id=15, eos_token_id=14, block_size=BLOCK, seed=5, diff_from_ar=True)
 
 
-@pytest.mark.parametrize("sampled_drafts", [False, True], ids=["target-only", "q-sampled-in-graph"])
-def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
+@pytest.mark.parametrize("sampled_drafts,accept_graphs", [(False, False), (True, False), (True, True)],
+                         ids=["target-only", "q-sampled-in-graph", "q-sampled-accept-graphs"])
+def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts, accept_graphs, capfd):
     """(g) fp32, CUDA graphs, overlap scheduler: 4,000 seeded requests per setting fit the exact AR
     joint (chi-square), with greedy drafts verified target-only and with drafts sampled from q
-    inside the captured graph (--speculative-use-rejection-sampling). For the latter, graphs off
-    must give the very same tokens (the captured sampling is the eager one)."""
+    inside the captured graph (--speculative-use-rejection-sampling), and with the acceptance
+    replayed from its own CUDA graphs too (ORTHRUS_ACCEPT_GRAPHS=1). For the sampled drafts, graphs
+    off (every step eager, the acceptance too) must give the very same tokens."""
     from orthrus_sglang.ref.loader import load_model
     from orthrus_sglang.testing import sglang_sampling_check
 
@@ -323,13 +325,17 @@ def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
     # see bit-equal logits
     flags = dict(dtype="float32", speculative_algorithm="ORTHRUS", max_running_requests=32,
                  speculative_use_rejection_sampling=sampled_drafts, enable_deterministic_inference=True)
-    engine = launch(tiny_vocab16, **flags)
+    from orthrus_sglang.sgl.options import scheduler_env
+
+    name = "accept graphs" if accept_graphs else ("q-sampled" if sampled_drafts else "target-only")
+    with scheduler_env({"ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None}):
+        engine = launch(tiny_vocab16, **flags, **(dict(log_level="info") if accept_graphs else {}))
     results = {}
     try:
         for setting in SAMPLING_SETTINGS:
             r = results[str(setting)] = sglang_sampling_check(engine, model, V16_PROMPT, setting, n=4000)
             p = r["pvalues"]
-            print(f"[gpu] (g) {'q-sampled' if sampled_drafts else 'target-only'} {setting}: {r['verify_steps']} verify "
+            print(f"[gpu] (g) {name} {setting}: {r['verify_steps']} verify "
                   f"steps, {r['accepted']} accepted drafts; p-values (t1,t2) {p[0]:.3g}, (t2,t3) {p[1]:.3g}, "
                   f"t3 {p[2]:.3g}" + (f"; min_p dropped {r['power_pvalue']:.3g}" if "power_pvalue" in r else ""))
             assert r["accepted"] > 0 and r["rejected_steps"] > 0
@@ -338,6 +344,12 @@ def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
                 assert r["power_pvalue"] < 1e-3
     finally:
         engine.shutdown()
+    if accept_graphs:  # the scheduler's log says the acceptance ran from graphs
+        out = capfd.readouterr()
+        print(out.out, end="")  # this test's own lines, read along with the scheduler's log
+        captured = [line for line in out.err.splitlines() if "ORTHRUS accept graph" in line]
+        print(f"[gpu] (g) accept graphs captured: {len(captured)}; last: {captured[-1] if captured else None}")
+        assert captured
     if sampled_drafts:
         engine = launch(tiny_vocab16, disable_cuda_graph=True, **flags)
         try:
@@ -346,7 +358,7 @@ def test_g_sampling_matches_exact_ar_distribution(tiny_vocab16, sampled_drafts):
         finally:
             engine.shutdown()
         graphs = results[str(setting)]["outputs"][:512]
-        report("(g) q-sampled drafts, graphs on vs off, tokens", graphs, eager["outputs"])
+        report(f"(g) {name}, graphs on vs off, tokens", graphs, eager["outputs"])
         assert graphs == eager["outputs"]
 
 
