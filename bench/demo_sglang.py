@@ -33,14 +33,15 @@ def _raise(signum, frame):
 
 
 def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16",
-           block_policy: str = "fixed", **flags):
-    """An engine; ``draft_weights``, ``block_policy``: ORTHRUS_DRAFT_WEIGHTS, ORTHRUS_BLOCK_POLICY, read by the
-    scheduler process it spawns."""
+           block_policy: str = "fixed", accept_graphs: bool = False, **flags):
+    """An engine; ``draft_weights``, ``block_policy``, ``accept_graphs``: ORTHRUS_DRAFT_WEIGHTS, ORTHRUS_BLOCK_POLICY,
+    ORTHRUS_ACCEPT_GRAPHS, read by the scheduler process it spawns."""
     import sglang
 
     from orthrus_sglang.sgl.options import scheduler_env
 
-    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy}):
+    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy,
+                        "ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None}):
         return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend,
                              sampling_backend="pytorch", skip_tokenizer_init=True, mem_fraction_static=0.5,
                              max_running_requests=max_concurrency, cuda_graph_max_bs_decode=max_concurrency,
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     "bf16 adds an ORTHRUS engine with those draft weights (greedy speed and tau)")
     ap.add_argument("--adaptive", action="store_true", help="add ORTHRUS_BLOCK_POLICY=adaptive (each step picks its "
                     "block size from 1, 2, 4, .. --block-size): greedy and sampled speed, like ORTHRUS")
+    ap.add_argument("--accept-graphs", action="store_true", help="add ORTHRUS with ORTHRUS_ACCEPT_GRAPHS=1 (sampled "
+                    "acceptance replayed from CUDA graphs), greedy and sampled drafts")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     from orthrus_sglang.draft_weights import check_kind
@@ -142,6 +145,10 @@ def main(argv: list[str] | None = None) -> int:
                ("ORTHRUS sampled drafts", {**orthrus, "speculative_use_rejection_sampling": True})]
     if args.adaptive and not args.deterministic_only:
         configs.append(("ORTHRUS adaptive", {**orthrus, "block_policy": "adaptive"}))
+    if args.accept_graphs and not args.deterministic_only:
+        configs += [("ORTHRUS accept graphs", {**orthrus, "accept_graphs": True}),
+                    ("ORTHRUS sampled drafts accept graphs",
+                     {**orthrus, "speculative_use_rejection_sampling": True, "accept_graphs": True})]
     results["deterministic_speed_runs"] = args.deterministic_only
     outputs, identity = {}, {}
 
@@ -158,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = launch(model, top, args.attention_backend, **flags)
         try:
             run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
-            if name != "ORTHRUS sampled drafts":
+            if "sampled drafts" not in name and "accept graphs" not in name:  # greedy: their twins' speed
                 speed(engine, name)
             if args.deterministic_only:
                 identity[name] = outputs[(name, top)]
