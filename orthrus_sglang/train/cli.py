@@ -65,6 +65,32 @@ def add_eval_parser(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def resolved_draft_weights(kind: str, model_dir, device: str, dtype) -> str:
+    """The kind both engines of an eval run for ``kind``: itself, or for auto what an SGLang server on
+    ``device`` would load for this checkpoint (draft_weights.resolve; on a CPU, bf16), so that the
+    reference engine emulates that kind and the results name it."""
+    import torch
+
+    from ..draft_weights import check_kind, resolve
+    from ..ref.loader import load_config
+
+    if check_kind(kind) != "auto":
+        return kind
+    kernels = None
+    if torch.device(device).type == "cuda":
+        try:
+            from ..sgl.compat import fp8_w8a8_kernels
+        except ImportError:  # no SGLang: no fused kernels to pick fp8 for
+            fp8_w8a8_kernels = None
+        kernels = fp8_w8a8_kernels(device) if fp8_w8a8_kernels is not None else None
+    c = load_config(model_dir)
+    hidden, inter, head = c.hidden_size, c.intermediate_size, c.head_dim
+    # as SGLang's model fuses them: qkv_diff, o_diff, gate_up, down, and lm_head's rows
+    q, kv = c.num_attention_heads * head, c.num_key_value_heads * head
+    shapes = [(q + 2 * kv, hidden), (hidden, q), (2 * inter, hidden), (hidden, inter), (c.vocab_size, hidden)]
+    return resolve("auto", kernels, dtype, shapes)
+
+
 def cmd_eval(args) -> int:
     import torch
 
@@ -89,9 +115,12 @@ def cmd_eval(args) -> int:
         ref_model = model or load_model(model_dir, device=args.device, dtype=dtype)
         ar_outputs = eval_reference(ref_model, prompts, block_size=2, max_new_tokens=args.max_new_tokens,
                                     batch_size=args.batch_size, ar_only=True).outputs
-    low = args.draft_weights != "bf16"
+    kind = resolved_draft_weights(args.draft_weights, model_dir, args.device, dtype)
+    if kind != args.draft_weights:
+        print(f"[eval] --draft-weights {args.draft_weights}: {kind} drafts on {args.device} {args.dtype}", file=sys.stderr)
+    low = kind != "bf16"
     if low and model is not None:
-        model.quantize_drafts(args.draft_weights)
+        model.quantize_drafts(kind)
     for engine in engines:
         for b in sizes:
             if engine == "reference":
@@ -99,14 +128,16 @@ def cmd_eval(args) -> int:
                                    batch_size=args.batch_size, progress=sys.stderr.isatty())
             else:
                 r = eval_sglang(str(model_dir), prompts, block_size=b, max_new_tokens=args.max_new_tokens,
-                                device="cpu" if args.device == "cpu" else "cuda", draft_weights=args.draft_weights)
-            record = {**r.to_dict(), "draft_weights": args.draft_weights}
+                                device="cpu" if args.device == "cpu" else "cuda", draft_weights=kind)
+            record = {**r.to_dict(), "draft_weights": kind}
+            if kind != args.draft_weights:
+                record["draft_weights_requested"] = args.draft_weights
             if ar_outputs is not None:
                 record["identical_to_ar"] = sum(a == o for a, o in zip(ar_outputs, r.outputs)) / len(prompts)
             results.append(record)
             rates = " ".join(f"{x:.2f}" for x in r.acceptance_per_position)
             extra = f", identical to AR {record['identical_to_ar']:.0%}" if ar_outputs is not None else ""
-            print(f"[{engine}{f', {args.draft_weights} drafts' if low else ''}] B={b}: tau {r.tau:.3f}, tokens/step {r.tokens_per_step:.3f}, {r.num_prompts} prompts, "
+            print(f"[{engine}{f', {kind} drafts' if low else ''}] B={b}: tau {r.tau:.3f}, tokens/step {r.tokens_per_step:.3f}, {r.num_prompts} prompts, "
                   f"{r.num_steps} steps{extra}\n  acceptance by draft position: {rates}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "results": results}, indent=2) + "\n")

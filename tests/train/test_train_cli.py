@@ -56,6 +56,20 @@ def test_eval_with_low_precision_draft_weights(trained, tmp_path, capsys):
     assert record["draft_weights"] == "int4" and record["identical_to_ar"] == 1.0
 
 
+def test_eval_names_the_kind_auto_resolves_to(trained, tmp_path, capsys):
+    """--draft-weights auto: both engines run the kind a server on this device would load (on a CPU
+    bf16: no fused fp8 kernels), and the results name it, with what was asked."""
+    _, results = trained
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--model", results["model"], "--num-prompts", "2", "--max-new-tokens", "8",
+                 "--block-sizes", "4", "--draft-weights", "auto", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "--draft-weights auto: bf16 drafts on cpu float32" in captured.err
+    assert "[reference] B=4: tau" in captured.out  # bf16 drafts: no kind in the tag
+    (record,) = json.loads(out.read_text())["results"]
+    assert record["draft_weights"] == "bf16" and record["draft_weights_requested"] == "auto"
+
+
 def test_loss_comparison_script(trained, tmp_path, capsys):
     cfg, _ = trained
     init, data = Path(cfg.out) / "init", Path(cfg.out) / "data" / "train.jsonl"
