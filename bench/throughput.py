@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--backend", default="embedded", choices=BACKENDS)
     ap.add_argument("--model", default=None, help="an Orthrus checkpoint dir or id (embedded: also "
                     "smollm2-135m-instruct); default: random weights of --shape")
-    ap.add_argument("--shape", default=None, help="dummy-weight shape for sglang (default qwen3-8b); the "
+    ap.add_argument("--shape", default=None, help=f"dummy-weight shape for sglang: {', '.join(SHAPES)} (default qwen3-8b); the "
                     "embedded default is a tiny random Qwen3")
     ap.add_argument("--modes", type=strs, default=["ar", "orthrus"], help=f"comma list of {', '.join(MODES)}")
     ap.add_argument("--block-sizes", type=ints, default=[32], help="ORTHRUS block sizes, one mode each")

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..record import Mode, RequestTiming, request_sampling
-from ..shapes import SHAPES, write_plain_qwen3_shape, write_shape
+from ..shapes import SHAPES, SPECIAL_IDS, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
 MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS",
@@ -40,7 +40,7 @@ def write_dflash_draft(shape: str, root: Path) -> Path:
                   head_dim=s["head_dim"], vocab_size=s["vocab_size"], max_position_embeddings=s["max_position_embeddings"],
                   rms_norm_eps=1e-6, rope_theta=1000000.0, hidden_act="silu", torch_dtype="bfloat16",
                   layer_types=["full_attention"] * 5, block_size=DFLASH_BLOCK, num_target_layers=layers,
-                  dflash_config={"mask_token_id": 151669,
+                  dflash_config={"mask_token_id": {**SPECIAL_IDS, **s}["mask_token_id"],
                                  "target_layer_ids": [1 + i * ((layers - 4) // 4) for i in range(5)]})
     path = Path(root) / f"{shape}-dflash-draft"
     path.mkdir(parents=True, exist_ok=True)

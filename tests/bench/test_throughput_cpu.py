@@ -149,7 +149,7 @@ def test_temperatures_side_by_side_on_one_engine(tmp_path, capsys):
     (["--simulate-accept-rate", "0.9", "--block-sizes", "4"], "cannot pin acceptance"),
     (["--temperature", "0,-1"], "--temperature"),
     (["--temperature", ""], "--temperature"),
-    (["--backend", "sglang", "--shape", "nosuch"], "not a known shape (qwen3-8b)"),
+    (["--backend", "sglang", "--shape", "nosuch"], "not a known shape (qwen3-8b, smollm2-135m)"),
     (["--attention-backend", "triton,flashinfer"], "only the sglang backend on a GPU has a choice"),
     (["--backend", "sglang", "--device", "cpu", "--attention-backend", "triton,flashinfer"], "has a choice"),
     (["--attention-backend", ""], "--attention-backend must name"),
