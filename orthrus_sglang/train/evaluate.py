@@ -101,7 +101,10 @@ def eval_sglang(model_path: str, prompts: list[list[int]], *, block_size: int, m
     if draft_weights != "bf16" and not own:
         raise ValueError("draft_weights applies to an engine eval_sglang starts, not to one passed in")
     if own:
-        args = {**sglang_engine_args(model_path, block_size=block_size, device=device), **engine_overrides}
+        args = sglang_engine_args(model_path, block_size=block_size, device=device)
+        if device == "cpu" and draft_weights != "bf16":  # the copies count as weights; the KV stays capped
+            args["mem_fraction_static"] = 0.15
+        args.update(engine_overrides)
         import sglang  # after sglang_engine_args: SGLang reads SGLANG_USE_CPU_ENGINE at import
 
         from ..sgl.options import scheduler_env
