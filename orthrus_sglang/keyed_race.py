@@ -8,8 +8,8 @@ The kernel reads p once and keeps the hash in uint32 registers: one launch, one 
 
 It computes exactly the PyTorch definition (sampling.uniforms: the same 23-bit uniforms, the same
 -log, the same p > 0 rule, the first maximum on ties), so both give the same token for the same key;
-tests/test_keyed_race.py holds them equal in Triton's interpreter. Off unless ORTHRUS_FUSED_RACE=1
-until the GPU suite has run it on a GPU (docs/sglang.md). The kernel lives in _keyed_race_kernel.py,
+tests/test_keyed_race.py holds them equal in Triton's interpreter, tests/gpu on an H100. Off unless
+ORTHRUS_FUSED_RACE=1 until its speed is measured (docs/sglang.md). The kernel lives in _keyed_race_kernel.py,
 imported only when enabled: importing triton costs about 0.6 s at every start otherwise.
 """
 
