@@ -40,6 +40,7 @@ from typing import Callable
 import torch
 
 from bench.shapes import SHAPES
+from orthrus_sglang.draft_weights import draft_gemm_shapes
 
 VARIANTS = ("bf16", "fp8-torch", "w8a8", "marlin-fp8", "marlin-int4", "int4-emulated")
 DEFAULT_VARIANTS = ("bf16", "fp8-torch", "w8a8")
@@ -55,13 +56,7 @@ class Gemm:
 
 def draft_gemms(shape: dict) -> list[Gemm]:
     """The GEMMs of one draft pass of a Qwen3/Llama-shaped Orthrus model."""
-    hidden, layers = shape["hidden_size"], shape["num_hidden_layers"]
-    head_dim = shape.get("head_dim") or hidden // shape["num_attention_heads"]
-    q, kv = shape["num_attention_heads"] * head_dim, shape["num_key_value_heads"] * head_dim
-    inter = shape["intermediate_size"]
-    return [Gemm("qkv_diff", q + 2 * kv, hidden, layers), Gemm("o_diff", hidden, q, layers),
-            Gemm("gate_up", 2 * inter, hidden, layers), Gemm("down", hidden, inter, layers),
-            Gemm("lm_head", shape["vocab_size"], hidden, 1)]
+    return [Gemm(*gemm) for gemm in draft_gemm_shapes(shape)]
 
 
 # ---- variants: prepare(weight [N, K] in the activation dtype) -> (x [M, K] -> y [M, N]) -----------

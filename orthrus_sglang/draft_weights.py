@@ -58,6 +58,18 @@ def resolve(kind: str, fp8_kernels=None, dtype: "torch.dtype | None" = None, sha
     return "fp8" if fused else "bf16"
 
 
+def draft_gemm_shapes(config: dict) -> list[tuple[str, int, int, int]]:
+    """The GEMMs of one draft pass of a Qwen3/Llama-shaped model as SGLang's model fuses them:
+    (name, N, K, how many per pass), from config.json's fields."""
+    hidden, layers = config["hidden_size"], config["num_hidden_layers"]
+    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
+    q, kv = config["num_attention_heads"] * head_dim, config["num_key_value_heads"] * head_dim
+    inter = config["intermediate_size"]
+    return [("qkv_diff", q + 2 * kv, hidden, layers), ("o_diff", hidden, q, layers),
+            ("gate_up", 2 * inter, hidden, layers), ("down", hidden, inter, layers),
+            ("lm_head", config["vocab_size"], hidden, 1)]
+
+
 def int4_group(kind: str) -> int:
     """Input channels per scale of an int4 kind: int4 -> 128, int4-g32 -> 32."""
     return int(kind.partition("-g")[2] or INT4_GROUP)

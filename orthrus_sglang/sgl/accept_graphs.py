@@ -18,16 +18,15 @@ them. Per-step host work: seven small device copies (the rows' parameters and st
 from __future__ import annotations
 
 import logging
-import os
 
 import torch
 
 from .. import step
 from ..accept import DraftDist, RowSampling
+from .options import accept_graphs
 
 logger = logging.getLogger(__name__)
 
-ENV = "ORTHRUS_ACCEPT_GRAPHS"
 # Keys are few in practice (batch sizes x block sizes x candidate bounds); past this, eager.
 MAX_GRAPHS = 256
 # Input addresses one shape may show: the step's graph output for a batch size stays put, so more
@@ -35,26 +34,23 @@ MAX_GRAPHS = 256
 MAX_ADDRESSES_PER_SHAPE = 2
 
 
-def accept_graphs_enabled() -> bool:
-    return os.environ.get(ENV, "").strip().lower() in ("1", "true", "yes", "on")
+# RowSampling's per-request tensors: the graph reads static copies, refilled every step.
+_ROW_TENSORS = ("greedy", "temperature", "top_k", "top_p", "min_p", "seeds")
 
 
 class _Captured:
     """One graph and the static tensors it reads (parameters copied in per step) and writes."""
 
     def __init__(self, rows: RowSampling, start: torch.Tensor):
-        self.rows = RowSampling(greedy=rows.greedy.clone(), temperature=rows.temperature.clone(),
-                                top_k=rows.top_k.clone(), top_p=rows.top_p.clone(), min_p=rows.min_p.clone(),
-                                seeds=rows.seeds.clone(), bound=rows.bound)
+        self.rows = RowSampling(**{name: getattr(rows, name).clone() for name in _ROW_TENSORS}, bound=rows.bound)
         self.start = start.to(torch.int64).clone()
         self.graph = torch.cuda.CUDAGraph()
         self.num_accepted = self.bonus = None
 
     def load(self, rows: RowSampling, start: torch.Tensor) -> None:
-        s = self.rows
-        for dst, src in ((s.greedy, rows.greedy), (s.temperature, rows.temperature), (s.top_k, rows.top_k),
-                         (s.top_p, rows.top_p), (s.min_p, rows.min_p), (s.seeds, rows.seeds), (self.start, start)):
-            dst.copy_(src, non_blocking=True)
+        for name in _ROW_TENSORS:
+            getattr(self.rows, name).copy_(getattr(rows, name), non_blocking=True)
+        self.start.copy_(start, non_blocking=True)
 
 
 class AcceptGraphs:
@@ -62,7 +58,7 @@ class AcceptGraphs:
 
     def __init__(self, device, enabled: bool | None = None):
         device = torch.device(device)
-        self.enabled = (accept_graphs_enabled() if enabled is None else enabled) and device.type == "cuda"
+        self.enabled = (accept_graphs() if enabled is None else enabled) and device.type == "cuda"
         self._graphs: dict[tuple, _Captured] = {}
         self._addresses: dict[tuple, int] = {}  # shape key -> distinct input addresses captured for it
         self._pool = None

@@ -13,8 +13,8 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
 - ``ORTHRUS_FUSED_RACE`` (default 0): keyed draws over the vocabulary as one Triton kernel
   (orthrus_sglang/keyed_race.py; read there, by both engines).
 - ``ORTHRUS_ACCEPT_GRAPHS`` (default 0): on CUDA, a sampled batch's acceptance replays from its own
-  CUDA graph, captured once per batch size, block size and candidate bound (sgl/accept_graphs.py;
-  read there), instead of about 350 eager PyTorch ops after the step's graph.
+  CUDA graph, captured once per batch size, block size and candidate bound (sgl/accept_graphs.py),
+  instead of about 350 eager PyTorch ops after the step's graph.
 - ``ORTHRUS_SIMULATE_ACCEPT_RATE`` (benchmarks only, NOT lossless): every request accepts each
   draft with this probability once the drafts before it were accepted (a geometric profile,
   tau = (1 - r^B) / (1 - r)), instead of what the model accepted; SGLang's own switch,
@@ -92,6 +92,11 @@ def use_block_attention() -> bool:
     if args is not None and (args.device not in (None, "cuda") or args.kv_cache_dtype not in ("auto", None)):
         return False
     return True
+
+
+def accept_graphs() -> bool:
+    """ORTHRUS_ACCEPT_GRAPHS (default off): sampled acceptance replayed from CUDA graphs (accept_graphs.py)."""
+    return _flag("ORTHRUS_ACCEPT_GRAPHS", False)
 
 
 def draft_weights() -> str:

@@ -71,7 +71,7 @@ def resolved_draft_weights(kind: str, model_dir, device: str, dtype) -> str:
     reference engine emulates that kind and the results name it."""
     import torch
 
-    from ..draft_weights import check_kind, resolve
+    from ..draft_weights import check_kind, draft_gemm_shapes, resolve
     from ..ref.loader import load_config
 
     if check_kind(kind) != "auto":
@@ -80,14 +80,11 @@ def resolved_draft_weights(kind: str, model_dir, device: str, dtype) -> str:
     if torch.device(device).type == "cuda":
         try:
             from ..sgl.compat import fp8_w8a8_kernels
+
+            kernels = fp8_w8a8_kernels(device)
         except ImportError:  # no SGLang: no fused kernels to pick fp8 for
-            fp8_w8a8_kernels = None
-        kernels = fp8_w8a8_kernels(device) if fp8_w8a8_kernels is not None else None
-    c = load_config(model_dir)
-    hidden, inter, head = c.hidden_size, c.intermediate_size, c.head_dim
-    # as SGLang's model fuses them: qkv_diff, o_diff, gate_up, down, and lm_head's rows
-    q, kv = c.num_attention_heads * head, c.num_key_value_heads * head
-    shapes = [(q + 2 * kv, hidden), (hidden, q), (2 * inter, hidden), (hidden, inter), (c.vocab_size, hidden)]
+            pass
+    shapes = [(n, k) for _, n, k, _ in draft_gemm_shapes(load_config(model_dir).to_dict())]
     return resolve("auto", kernels, dtype, shapes)
 
 
