@@ -2,7 +2,7 @@
 
     python -m bench.demo_sglang --gguf PATH [--prompts 64] [--max-new-tokens 256] [--block-size 16] \\
         [--concurrency 1,32] [--temperature 0.7] [--no-identity] [--attention-backend flashinfer] \\
-        [--draft-weights bf16,fp8] [--adaptive] --out-dir DIR
+        [--draft-weights bf16,fp8] [--modes ar,orthrus,orthrus-sd,orthrus-adaptive-ag,...] --out-dir DIR
 
 PATH: SmolLM2-135M-Instruct.Q4_1.gguf, or its prefix when split into PATH.part-* (GPU transfers).
 The checkpoint is the one `orthrus serve` builds (demo.py, trained view applied). Held-out prompts
@@ -15,8 +15,10 @@ of the shipped prompt set, chat template, greedy unless said, EOS honoured (real
    tau and tokens/s;
 4. each --draft-weights kind besides bf16 (ORTHRUS_DRAFT_WEIGHTS): ORTHRUS with those draft
    weights, greedy, at each concurrency: the real acceptance they cost, and their speed;
-5. --adaptive: ORTHRUS_BLOCK_POLICY=adaptive (each step picks its block size, 1 = an AR step),
-   greedy and sampled, at each concurrency.
+5. --modes (bench.throughput's names): orthrus-adaptive (ORTHRUS_BLOCK_POLICY=adaptive: each step
+   picks its block size, 1 = an AR step), -ag (ORTHRUS_ACCEPT_GRAPHS=1), -sd (drafts from q); a mode
+   whose greedy twin also runs (orthrus-ag: orthrus) measures sampling only. --adaptive adds
+   orthrus-adaptive, --accept-graphs orthrus-ag and orthrus-sd-ag.
 Writes results.json and results.md to --out-dir.
 """
 
@@ -78,6 +80,32 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> d
             "acceptance_per_position": [sum(hist[n + 1:]) / steps for n in range(len(hist) - 1)] if steps else []}
 
 
+# --modes names (bench.throughput's): label, flags beyond ORTHRUS's, and the greedy twin (the same step at T=0)
+MODES = {"ar": ("AR", None, None), "orthrus": ("ORTHRUS", {}, None),
+         "orthrus-sd": ("ORTHRUS sampled drafts", {"speculative_use_rejection_sampling": True}, "orthrus"),
+         "orthrus-adaptive": ("ORTHRUS adaptive", {"block_policy": "adaptive"}, None),
+         "orthrus-ag": ("ORTHRUS accept graphs", {"accept_graphs": True}, "orthrus"),
+         "orthrus-sd-ag": ("ORTHRUS sampled drafts accept graphs",
+                           {"speculative_use_rejection_sampling": True, "accept_graphs": True}, "orthrus"),
+         "orthrus-adaptive-ag": ("ORTHRUS adaptive accept graphs", {"block_policy": "adaptive", "accept_graphs": True},
+                                 "orthrus-adaptive")}
+
+
+def engine_configs(modes: list[str], orthrus: dict) -> list[tuple[str, dict, str | None]]:
+    """(label, engine flags, label of the greedy twin in this run or None) per mode, AR first. A mode whose
+    greedy twin runs too measures sampling only: its greedy step is the twin's."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+    if "ar" not in modes:
+        raise ValueError("--modes must include ar: every speed is against it")
+    out = []
+    for m in ["ar", *(m for m in dict.fromkeys(modes) if m != "ar")]:
+        label, flags, twin = MODES[m]
+        out.append((label, {} if flags is None else {**orthrus, **flags}, MODES[twin][0] if twin in modes else None))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gguf", required=True)
@@ -97,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                     "for AR and ORTHRUS on an H100; triton: the runs before 2026-12-07)")
     ap.add_argument("--draft-weights", default="bf16", help="comma list of ORTHRUS_DRAFT_WEIGHTS kinds; each besides "
                     "bf16 adds an ORTHRUS engine with those draft weights (greedy speed and tau)")
+    ap.add_argument("--modes", default="ar,orthrus,orthrus-sd", help=f"comma list of {', '.join(MODES)} "
+                    "(bench.throughput's names; -sd: drafts from q, -ag: ORTHRUS_ACCEPT_GRAPHS=1, adaptive: "
+                    "ORTHRUS_BLOCK_POLICY=adaptive)")
     ap.add_argument("--adaptive", action="store_true", help="add ORTHRUS_BLOCK_POLICY=adaptive (each step picks its "
                     "block size from 1, 2, 4, .. --block-size): greedy and sampled speed, like ORTHRUS")
     ap.add_argument("--accept-graphs", action="store_true", help="add ORTHRUS with ORTHRUS_ACCEPT_GRAPHS=1 (sampled "
@@ -111,6 +142,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     if args.deterministic_only and args.no_identity:
         ap.error("--deterministic-only measures identity: it cannot take --no-identity")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    modes += ["orthrus-adaptive"] * args.adaptive + ["orthrus-ag", "orthrus-sd-ag"] * args.accept_graphs
+    try:
+        engine_configs(modes, {})
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.deterministic_only and "orthrus" not in modes:
+        ap.error("--deterministic-only compares AR with ORTHRUS: --modes must include orthrus")
     levels = [int(c) for c in args.concurrency.split(",")]
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -141,14 +180,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['tok_s']:.0f} tok/s tau {r['tau']:.2f}", flush=True)
         return r
 
-    configs = [("AR", {}), ("ORTHRUS", orthrus),
-               ("ORTHRUS sampled drafts", {**orthrus, "speculative_use_rejection_sampling": True})]
-    if args.adaptive and not args.deterministic_only:
-        configs.append(("ORTHRUS adaptive", {**orthrus, "block_policy": "adaptive"}))
-    if args.accept_graphs and not args.deterministic_only:
-        configs += [("ORTHRUS accept graphs", {**orthrus, "accept_graphs": True}),
-                    ("ORTHRUS sampled drafts accept graphs",
-                     {**orthrus, "speculative_use_rejection_sampling": True, "accept_graphs": True})]
+    configs = engine_configs(modes, orthrus)
     results["deterministic_speed_runs"] = args.deterministic_only
     outputs, identity = {}, {}
 
@@ -159,13 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         for c in levels:
             outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset(c), c, greedy))["outputs"]
 
-    for name, flags in configs[:2] if args.deterministic_only else configs:  # 1 and 3: speed, greedy and sampled
+    greedy_speed = {name for name, _, twin in configs if twin is None}
+    configs = [(name, flags) for name, flags, _ in configs]
+    if args.deterministic_only:
+        configs = [c for c in configs if c[0] in ("AR", "ORTHRUS")]
+    for name, flags in configs:  # 1 and 3: speed, greedy and sampled
         if args.deterministic_only:
             flags = {**flags, "enable_deterministic_inference": True}
         engine = launch(model, top, args.attention_backend, **flags)
         try:
             run(engine, prompts[:4], 1, {**greedy, "max_new_tokens": 16})  # warm-up
-            if "sampled drafts" not in name and "accept graphs" not in name:  # greedy: their twins' speed
+            if name in greedy_speed:  # the others' greedy step is a twin's in this run
                 speed(engine, name)
             if args.deterministic_only:
                 identity[name] = outputs[(name, top)]
@@ -174,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                     record(f"{name} T={args.temperature}", name, c, sampled, run(engine, subset(c), c, sampled))
         finally:
             engine.shutdown()
-    for name, flags in [] if args.deterministic_only or args.no_identity else configs[:2]:  # 2: bf16, deterministic
+    for name, flags in [] if args.deterministic_only or args.no_identity else [c for c in configs if c[0] in (
+            "AR", "ORTHRUS")]:  # 2: bf16, deterministic
         engine = launch(model, top, args.attention_backend, enable_deterministic_inference=True, **flags)
         try:
             identity[name] = run(engine, prompts, top, greedy)["outputs"]
@@ -196,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
               flush=True)
     results["speed_runs_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[("ORTHRUS", c)]))
-                                       for c in levels}
-    if ("ORTHRUS adaptive", top) in outputs:  # bf16 without deterministic inference: near-ties may round apart
-        results["adaptive_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)],
-                                                                             outputs[("ORTHRUS adaptive", c)]))
-                                         for c in levels}
+                                       for c in levels if ("ORTHRUS", c) in outputs}
+    for label in ("ORTHRUS adaptive", "ORTHRUS adaptive accept graphs"):  # bf16, not deterministic: near-ties
+        if (label, top) in outputs:                                        # may round apart
+            results["adaptive_identical"] = {str(c): sum(a == b for a, b in zip(outputs[("AR", c)], outputs[(label, c)]))
+                                             for c in levels}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "results.md").write_text(render(results))
     print(render(results))

@@ -8,7 +8,7 @@ bench/throughput.py is ``asdict`` of these, so every raw figure is kept.
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from orthrus_sglang.stats import tau_of
@@ -31,6 +31,12 @@ class Mode:
     # ORTHRUS_BLOCK_POLICY in SGLang, Engine(adaptive_block=True) in the reference engine)
     block_policy: str = "fixed"
     accept_graphs: bool = False  # ORTHRUS only: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS)
+
+    @property
+    def greedy_twin(self) -> "Mode":
+        """The mode whose greedy step this one's is: drafts from q and accept graphs change only the
+        sampled acceptance, so at T=0 a mode with either runs its twin's step."""
+        return replace(self, sampled_drafts=False, accept_graphs=False)
 
     @property
     def simulated(self) -> bool:

@@ -35,9 +35,10 @@ from .shapes import SHAPES
 # orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
 LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
 # orthrus-adaptive: each step picks its block size from 1, 2, 4, .. B (ORTHRUS_BLOCK_POLICY=adaptive)
-# orthrus-ag / orthrus-sd-ag: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS=1)
+# orthrus-ag / orthrus-sd-ag / orthrus-adaptive-ag: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS=1);
+# a mode that differs from another in the run only by its sampled acceptance (-sd, -ag) skips the greedy cells
 MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd",
-         "orthrus-ag", "orthrus-sd-ag", "dflash")
+         "orthrus-ag", "orthrus-sd-ag", "orthrus-adaptive-ag", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
@@ -179,15 +180,17 @@ def _check(args) -> list[str]:
 
 
 def build_modes(args) -> list[Mode]:
-    """AR first: every other mode's speedup and output check refer to it. With several attention
-    backends, each mode runs at each (the AR modes first)."""
+    """AR first: every other mode's speedup and output check refer to it; then ORTHRUS's in --modes order,
+    DFLASH last. With several attention backends, each mode runs at each (the AR modes first)."""
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
-    for name, weights, sampled, policy in (("orthrus", "bf16", False, "fixed"), ("orthrus-adaptive", "bf16", False, "adaptive"),
-                                           ("orthrus-sd", "bf16", True, "fixed"), ("orthrus-ag", "bf16", False, "fixed"),
-                                           ("orthrus-sd-ag", "bf16", True, "fixed"),
-                                           *((f"orthrus-{kind}", kind, False, "fixed") for kind in LOW_PRECISION)):
-        if name in args.modes:
+    orthrus = {"orthrus": ("bf16", False, "fixed"), "orthrus-adaptive": ("bf16", False, "adaptive"),
+               "orthrus-sd": ("bf16", True, "fixed"), "orthrus-ag": ("bf16", False, "fixed"),
+               "orthrus-sd-ag": ("bf16", True, "fixed"), "orthrus-adaptive-ag": ("bf16", False, "adaptive"),
+               **{f"orthrus-{kind}": (kind, False, "fixed") for kind in LOW_PRECISION}}
+    for name in dict.fromkeys(args.modes):  # ORTHRUS modes in the order --modes lists them
+        if name in orthrus:
+            weights, sampled, policy = orthrus[name]
             sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
             if policy == "adaptive":  # one engine per largest size: it chooses every smaller one itself
                 sizes = [max(args.block_sizes)]
@@ -269,6 +272,13 @@ class Collected:
     runs: list[RunResult] = field(default_factory=list)
     outputs: list[list[list[int]]] = field(default_factory=list)  # per run, per request
     memory: dict[str, dict] = field(default_factory=dict)
+
+
+def cells_of(mode: Mode, modes: list[Mode], cells: list[Cell]) -> list[Cell]:
+    """Every cell, less the greedy ones where the run has this mode's greedy twin (same step at T=0)."""
+    if mode.greedy_twin != mode and mode.greedy_twin in modes:
+        return [c for c in cells if c.temperature != 0]
+    return cells
 
 
 def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, got: Collected, bar) -> None:
@@ -398,9 +408,11 @@ def main(argv: list[str] | None = None) -> int:
 
     got, error, trace, code = Collected(), None, None, 0
     try:
-        with tqdm(total=len(modes) * (1 + len(cells)), unit="cell", file=sys.stderr, dynamic_ncols=True) as bar:
+        planned = {mode: cells_of(mode, modes, cells) for mode in modes}
+        with tqdm(total=sum(1 + len(c) for c in planned.values()), unit="cell", file=sys.stderr,
+                  dynamic_ncols=True) as bar:
             for mode in modes:
-                run_mode(backend, mode, warmups, cells, args, got, bar)
+                run_mode(backend, mode, warmups, planned[mode], args, got, bar)
     except KeyboardInterrupt:
         error, code = "interrupted", 130
     except Exception as exc:  # noqa: BLE001 - reported in one line; the traceback goes to results.json

@@ -365,14 +365,28 @@ def test_low_precision_modes_take_their_own_block_sizes():
 def test_accept_graph_modes_set_the_switch_and_need_sglang(tmp_path, capsys):
     """orthrus-ag / orthrus-sd-ag: ORTHRUS_ACCEPT_GRAPHS=1 (greedy drafts / drafts from q); the embedded
     engine has no graphs and says so in one line."""
-    args = throughput.parse_args(["--backend", "sglang", "--modes", "orthrus,orthrus-ag,orthrus-sd-ag",
-                                  "--block-sizes", "16"])
+    args = throughput.parse_args(["--backend", "sglang", "--modes",
+                                  "orthrus,orthrus-ag,orthrus-sd-ag,orthrus-adaptive-ag", "--block-sizes", "16"])
     assert [(m.label, m.accept_graphs, m.sampled_drafts) for m in throughput.build_modes(args)] == [
         ("ORTHRUS B=16", False, False), ("ORTHRUS accept-graphs B=16", True, False),
-        ("ORTHRUS sampled-drafts accept-graphs B=16", True, True)]
+        ("ORTHRUS sampled-drafts accept-graphs B=16", True, True),
+        ("ORTHRUS adaptive accept-graphs B<=16", True, False)]
     assert throughput.main(["--modes", "ar,orthrus-ag", "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "orthrus-ag and orthrus-sd-ag need --backend sglang" in err, err
+
+
+def test_sampled_only_modes_skip_the_greedy_cells_their_twin_runs():
+    """Drafts from q and accept graphs change only the sampled acceptance: where the run has the same
+    mode without them, they skip T=0 (the same step); alone, they run it."""
+    cells = [throughput.Cell("concurrency", "synthetic", 1, 8, [[1]], temperature=t) for t in (0.0, 0.7)]
+    args = throughput.parse_args(["--backend", "sglang", "--modes", "ar,orthrus,orthrus-sd,orthrus-sd-ag,"
+                                  "orthrus-adaptive-ag", "--block-sizes", "16"])
+    modes = throughput.build_modes(args)
+    temps = {m.label: [c.temperature for c in throughput.cells_of(m, modes, cells)] for m in modes}
+    assert temps == {"AR": [0.0, 0.7], "ORTHRUS B=16": [0.0, 0.7], "ORTHRUS sampled-drafts B=16": [0.7],
+                     "ORTHRUS sampled-drafts accept-graphs B=16": [0.7],
+                     "ORTHRUS adaptive accept-graphs B<=16": [0.0, 0.7]}  # no adaptive twin in this run
 
 
 def test_adaptive_mode_runs_one_engine_at_the_largest_block_size(tmp_path):
