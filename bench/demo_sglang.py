@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"label": label, "mode": mode, "concurrency": concurrency, "temperature": sampling["temperature"],
                **{k: v for k, v in r.items() if k != "outputs"}}
         results["runs"].append(row)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1))  # kept if a later engine fails
         print(f"[demo_sglang] {label}: c{concurrency} T={sampling['temperature']} {r['tokens']} tokens "
               f"{r['tok_s']:.0f} tok/s tau {r['tau']:.2f}", flush=True)
         return r
