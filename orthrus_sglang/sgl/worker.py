@@ -216,6 +216,8 @@ class OrthrusWorker(compat.BaseSpecWorker):
         if self.simulated_accept_rate is not None:  # ours: a geometric profile, per request
             pinned = geometric_accepted(self.simulated_accept_rate, bs, B, self.device) + 1
         if pinned is not None:
+            if target_top1 is None:  # a sampled batch: only the pinned benchmark needs it
+                target_top1 = logits.view(bs, B, -1).argmax(dim=-1)
             pin_commit_length(pinned, candidates=candidates, target_top1=target_top1,
                               real_drafts=compat.simulated_uses_real_drafts(), accept_len=accept_len,
                               commit_lens=commit_lens, bonus=out_bonus, out_tokens=out_tokens)
@@ -288,16 +290,17 @@ class OrthrusWorker(compat.BaseSpecWorker):
 
     def accept(self, batch, rows: RowSampling | None, drafts: torch.Tensor, logits: torch.Tensor,
                draft_dist: DraftDist | None = None, inputs_fixed: bool = False):
-        """(num_accepted [bs], bonus [bs], AR argmax [bs, B]) by accept.accept_block: greedy rows by
+        """(num_accepted [bs], bonus [bs], AR argmax [bs, B] or None) by accept.accept_block: greedy rows by
         prefix match; sampled rows by rejection sampling against q (sampled drafts) or target-only
         (greedy drafts). Exact for temperature, top_k, top_p and min_p. Sampled batches replay it
-        from a CUDA graph when ORTHRUS_ACCEPT_GRAPHS=1 and inputs_fixed (the forward replayed one)."""
-        target_top1 = logits.argmax(dim=-1)
+        from a CUDA graph when ORTHRUS_ACCEPT_GRAPHS=1 and inputs_fixed (the forward replayed one).
+        A sampled batch does not need the argmax (None: only a pinned-acceptance benchmark asks for it)."""
         if rows is None:
+            target_top1 = logits.argmax(dim=-1)
             num_accepted, bonus = greedy_accept(drafts, target_top1)
             return num_accepted, bonus, target_top1
         num_accepted, bonus = self.accept_graphs.accept(drafts, logits, rows, batch.seq_lens, draft_dist, inputs_fixed)
-        return num_accepted, bonus, target_top1
+        return num_accepted, bonus, None
 
     def _result_buffers(self, bs: int, block_size: int):
         """Two sets of output tensors, alternated: SGLang copies one to the host while the next step runs.
