@@ -130,12 +130,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top-k", type=int, default=-1, help="-1: off")
     ap.add_argument("--sampled-drafts", action="store_true", help="orthrus: drafts drawn from q "
                     "(--speculative-use-rejection-sampling)")
+    ap.add_argument("--accept-graphs", action="store_true", help="orthrus: sampled acceptance replayed from CUDA "
+                    "graphs (ORTHRUS_ACCEPT_GRAPHS=1)")
+    ap.add_argument("--accept-rate", type=float, default=None, help="orthrus: each draft accepted with this "
+                    "probability (ORTHRUS_SIMULATE_ACCEPT_RATE, geometric; NOT lossless)")
+    ap.add_argument("--block-policy", choices=["fixed", "adaptive"], default="fixed",
+                    help="orthrus: ORTHRUS_BLOCK_POLICY (adaptive: each step picks its size from 1, 2, 4, .. B)")
     ap.add_argument("--concurrency", type=int, default=1)
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--attention-backend", default="triton")
     ap.add_argument("--out", default=None, help="directory for the trace and summary (default: a temp dir)")
     args = ap.parse_args(argv)
+    if args.pin_tau and args.accept_rate:
+        ap.error("--pin-tau and --accept-rate both pin the acceptance: give one")
 
     import sglang
     import torch
@@ -147,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     low = f"-{args.draft_weights}" if args.draft_weights != "bf16" else ""
     label = args.mode + low + (f"-T{args.temperature:g}" if args.temperature else "")
     label += "-sd" if args.sampled_drafts else ""
+    label += "-ag" if args.accept_graphs else ""
+    label += "-adaptive" if args.block_policy == "adaptive" else ""
     out = Path(args.out or tempfile.mkdtemp(prefix="orthrus-prof-"))
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
                          speculative_use_rejection_sampling=args.sampled_drafts)
             os.environ.pop("ORTHRUS_FP8_DRAFTS", None)
             os.environ["ORTHRUS_DRAFT_WEIGHTS"] = args.draft_weights
+            os.environ.update(ORTHRUS_ACCEPT_GRAPHS="1" if args.accept_graphs else "0",
+                              ORTHRUS_BLOCK_POLICY=args.block_policy)
+            if args.accept_rate:
+                os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(args.accept_rate)
             if args.pin_tau:
                 os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(args.pin_tau), SGLANG_SIMULATE_ACC_METHOD="match-expected",
                                   SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
@@ -173,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
                                custom_sigquit_handler=_raise, **extra)
         try:
             gen = torch.Generator().manual_seed(0)
-            prompts = [torch.randint(100, 100000, (args.prompt_len,), generator=gen).tolist()
+            vocab = json.loads((path / "config.json").read_text())["vocab_size"]
+            prompts = [torch.randint(100, min(100000, vocab - 1000), (args.prompt_len,), generator=gen).tolist()
                        for _ in range(args.concurrency)]
             params = {**request_sampling(args, 0, args.temperature), "ignore_eos": True}
             engine.generate(input_ids=prompts, sampling_params={**params, "max_new_tokens": 64})  # warm-up
