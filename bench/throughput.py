@@ -236,7 +236,8 @@ def dataset_paths(args) -> list[Path | None]:
 
 
 def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]]:
-    """The warm-up cells (one per temperature) and the measured cells, every cell at every temperature.
+    """The warm-up cells (one per temperature and concurrency) and the measured cells, every cell at every
+    temperature.
 
     Each cell draws its own prompts (no prefix-cache hits); the first temperature keeps the prompts
     a single-temperature run draws, so its rows compare with earlier runs'.
@@ -252,8 +253,13 @@ def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]
         def prompts(n, length, tag):
             return synthetic(n, length, high, f"{args.seed}/{tag}{suffix}", low=low)
 
-        warmups.append(Cell("warmup", "synthetic", min(2, max(args.concurrency)), WARMUP_OUT_LEN,
-                            prompts(2, min(args.prompt_len, WARMUP_PROMPT_LEN), "warmup"), temperature=temperature))
+        # At every concurrency: the first steps at a batch size pay one-time costs (a Triton kernel's
+        # specialisation compiled, a CUDA graph's first replay, accept graphs captured), which a short
+        # timed cell would count (on an H100 the first c32 cell of the demo's shape ran 0.40x AR where
+        # the same engine's next ran 0.81x, 2026-12-07).
+        warmups += [Cell("warmup", "synthetic", c, WARMUP_OUT_LEN,
+                         prompts(max(c, 2), min(args.prompt_len, WARMUP_PROMPT_LEN), f"warmup-c{c}"),
+                         temperature=temperature) for c in args.concurrency]
         cells += [Cell("concurrency", "synthetic", c, args.out_len,
                        prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"), temperature=temperature)
                   for c in args.concurrency]
@@ -286,7 +292,7 @@ def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, 
     session = backend.open(mode)
     try:
         bar.set_description(f"{mode.label}: warm-up")
-        for warmup in warmups:  # each temperature once: a sampling path may compile kernels on first use
+        for warmup in warmups:  # each temperature and batch size once: first uses compile and capture
             session.generate(warmup.prompts, warmup.out_len, warmup.concurrency, warmup.temperature)
         bar.update()
         for cell in cells:

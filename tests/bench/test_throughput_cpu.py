@@ -415,3 +415,14 @@ def test_results_name_their_commit_and_say_when_the_tree_differed():
     assert commit is None or commit.endswith("-dirty") != clean
     assert "commit 0123456789ab + uncommitted changes" in header({"git_commit": "0123456789abcdef" * 2 + "-dirty"})
     assert "commit 0123456789ab." in header({"git_commit": "0123456789abcdef" * 2})
+
+
+def test_warm_up_runs_every_concurrency_at_every_temperature():
+    """One-time costs at a batch size (a kernel specialisation, a graph's first replay, accept graphs captured)
+    fall in an untimed warm-up at that concurrency, not in the first timed cell of it."""
+    args = throughput.parse_args(["--concurrency", "1,8", "--temperature", "0,0.7", "--contexts", ""])
+    warmups, cells = throughput.plan_cells(args, 1000, None)
+    assert [(w.concurrency, len(w.prompts), w.temperature) for w in warmups] == [
+        (1, 2, 0.0), (8, 8, 0.0), (1, 2, 0.7), (8, 8, 0.7)]
+    timed = {tuple(p) for c in cells for p in c.prompts}
+    assert not timed & {tuple(p) for w in warmups for p in w.prompts}  # no prefix-cache hits in timed cells
