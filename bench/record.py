@@ -140,6 +140,8 @@ class RunResult:
     temperature: float = 0.0  # 0: greedy
     attention_backend: str | None = None  # Mode.attention_backend
     ar_reference: str | None = None  # the AR mode (label) speedup_vs_ar and outputs_equal_ar refer to
+    # --repeats: every run's total tok/s (this row is the median one); empty for a single run
+    repeat_tok_s: list[float] = field(default_factory=list)
 
 
 def _sum_lists(lists: list[list[int]]) -> list[int]:

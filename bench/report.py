@@ -109,15 +109,28 @@ def header(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _spread(r: dict) -> str:
+    """min-max total tok/s over the cell's runs (--repeats), and the width relative to the median."""
+    tok = r.get("repeat_tok_s") or []
+    if len(tok) < 2:
+        return DASH
+    return f"{min(tok):,.0f}-{max(tok):,.0f} ({(max(tok) - min(tok)) / r['total_tok_s']:.0%})"
+
+
 def concurrency_table(runs: list[dict], args: dict) -> str:
+    repeated = any(len(r.get("repeat_tok_s") or []) > 1 for r in runs)
     rows = [[_mode_cell(r), _fmt(r["block_size"]), _tau(r), str(r["concurrency"]), str(r["num_requests"]),
-             f"{r['total_tok_s']:,.1f}", f"{r['per_request_tok_s']:,.1f}", f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}",
-             _speedup(r), _equal(r)] for r in runs]
+             f"{r['total_tok_s']:,.1f}", *([_spread(r)] if repeated else []), f"{r['per_request_tok_s']:,.1f}",
+             f"{r['ttft_ms']:.1f}", f"{r['tpot_ms']:.2f}", _speedup(r), _equal(r)] for r in runs]
     title = (f"## Throughput vs concurrency\n\nSynthetic prompts, {args.get('prompt_len', '?')} tokens in, "
              f"{args.get('out_len', '?')} out, closed loop.")
+    if repeated:
+        title += (f" Every cell ran {args.get('repeats')} times on the same engine with fresh prompts: each row is "
+                  "the median run (speedups are median over median), \"spread\" the lowest and highest total tok/s "
+                  "and their gap relative to the median (the noise of that cell).")
     return title + "\n\n" + _table(*_with_t(["mode", "B", "tau", "concurrency", "requests", "total tok/s",
-                                              "per-request tok/s", "TTFT ms", "TPOT ms", "speedup vs AR",
-                                              "outputs equal"], rows, runs))
+                                              *(["spread"] if repeated else []), "per-request tok/s", "TTFT ms",
+                                              "TPOT ms", "speedup vs AR", "outputs equal"], rows, runs))
 
 
 def context_table(runs: list[dict], args: dict) -> str:

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--out-len", type=int, default=512)
     ap.add_argument("--requests", type=int, default=None, help="requests per concurrency level (default max(c, 2)); the context sweep runs 2 per length")
+    ap.add_argument("--repeats", type=int, default=1, help="run every concurrency cell this many times on the same "
+                    "engine, each with fresh prompts: the row is the median run, its spread (min-max total tok/s) "
+                    "the noise of the cell")
     ap.add_argument("--contexts", type=ints, default=None, help="context sweep prompt lengths at concurrency 1 "
                     "(empty: skip; default sglang 1024,4096,16384,32768, embedded none)")
     ap.add_argument("--context-out-len", type=int, default=256)
@@ -156,7 +159,9 @@ def _check(args) -> list[str]:
             p.append("--dflash-tau values must be in [1, --dflash-block-size]")
     if not args.concurrency or min(args.concurrency) < 1:
         p.append("--concurrency must list levels >= 1")
-    elif args.requests is not None and args.requests < max(args.concurrency):
+    if args.repeats < 1:
+        p.append("--repeats must be >= 1")
+    if args.requests is not None and args.concurrency and args.requests < max(args.concurrency):
         p.append(f"--requests ({args.requests}) must be >= the largest concurrency ({max(args.concurrency)})")
     for name in ("prompt_len", "out_len", "context_out_len", "memory_context", "dataset_requests", "dataset_concurrency"):
         if getattr(args, name) < 1:
@@ -214,6 +219,8 @@ class Cell:
     out_len: int
     prompts: list[list[int]]
     warmup: list[list[int]] | None = None  # untimed first: a new prefill size may JIT-compile kernels
+    # --repeats: the prompt sets of the runs after the first (fresh prompts: no prefix-cache hits)
+    repeat_prompts: list[list[list[int]]] = field(default_factory=list)
     temperature: float = 0.0  # 0: greedy
 
     @property
@@ -261,7 +268,9 @@ def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]
                          prompts(max(c, 2), min(args.prompt_len, WARMUP_PROMPT_LEN), f"warmup-c{c}"),
                          temperature=temperature) for c in args.concurrency]
         cells += [Cell("concurrency", "synthetic", c, args.out_len,
-                       prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"), temperature=temperature)
+                       prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"), temperature=temperature,
+                       repeat_prompts=[prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}/r{k}")
+                                       for k in range(1, args.repeats)])
                   for c in args.concurrency]
         cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),
                        warmup=prompts(1, n, f"ctx{n}-warmup"), temperature=temperature) for n in args.contexts]
@@ -278,6 +287,16 @@ class Collected:
     runs: list[RunResult] = field(default_factory=list)
     outputs: list[list[list[int]]] = field(default_factory=list)  # per run, per request
     memory: dict[str, dict] = field(default_factory=dict)
+
+
+def median_run(runs: list[RunResult]) -> RunResult:
+    """One run: itself. Several (--repeats): the median by total tok/s (the lower of the middle two), with
+    every run's total tok/s in repeat_tok_s."""
+    if len(runs) == 1:
+        return runs[0]
+    row = sorted(runs, key=lambda r: r.total_tok_s)[(len(runs) - 1) // 2]
+    row.repeat_tok_s = [r.total_tok_s for r in runs]
+    return row
 
 
 def cells_of(mode: Mode, modes: list[Mode], cells: list[Cell]) -> list[Cell]:
@@ -299,12 +318,16 @@ def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, 
             bar.set_description(f"{mode.label}: {cell.label}")
             if cell.warmup:  # distinct prompts: the timed ones must not hit the prefix cache
                 session.generate(cell.warmup, WARMUP_OUT_LEN, 1, cell.temperature)
-            start = time.perf_counter()
-            timings = session.generate(cell.prompts, cell.out_len, cell.concurrency, cell.temperature)
-            wall = time.perf_counter() - start
-            got.runs.append(summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
-                                      temperature=cell.temperature))
-            got.outputs.append([t.output_ids for t in timings])
+            repeats = []
+            for prompts in [cell.prompts, *cell.repeat_prompts]:
+                start = time.perf_counter()
+                timings = session.generate(prompts, cell.out_len, cell.concurrency, cell.temperature)
+                wall = time.perf_counter() - start
+                repeats.append((summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
+                                          temperature=cell.temperature), timings))
+            row = median_run([r for r, _ in repeats])
+            got.runs.append(row)
+            got.outputs.append([t.output_ids for t in repeats[0][1]])  # the prompts every mode shares first
             bar.update()
         got.memory[mode.label] = memory_row(session.memory(), mode, args)
     finally:

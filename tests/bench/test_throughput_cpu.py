@@ -426,3 +426,30 @@ def test_warm_up_runs_every_concurrency_at_every_temperature():
         (1, 2, 0.0), (8, 8, 0.0), (1, 2, 0.7), (8, 8, 0.7)]
     timed = {tuple(p) for c in cells for p in c.prompts}
     assert not timed & {tuple(p) for w in warmups for p in w.prompts}  # no prefix-cache hits in timed cells
+
+
+def test_repeats_report_the_median_run_and_the_spread(tmp_path):
+    """--repeats 3: each concurrency cell runs three times with fresh prompts; the row is the median run,
+    repeat_tok_s holds all three, and the table gains a spread column."""
+    out = tmp_path / "out"
+    assert throughput.main(["--modes", "ar,orthrus", "--block-sizes", "4", "--concurrency", "1,2", "--prompt-len", "8",
+                            "--out-len", "12", "--repeats", "3", "--contexts", "", "--no-plots",
+                            "--out-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    runs = [r for r in results["runs"] if r["sweep"] == "concurrency"]
+    assert len(runs) == 4  # one row per (mode, concurrency), not per repeat
+    for r in runs:
+        tok = r["repeat_tok_s"]
+        assert len(tok) == 3 and r["total_tok_s"] == sorted(tok)[1]
+    orthrus = [r for r in runs if r["algorithm"] == "ORTHRUS"]
+    assert all(r["outputs_equal_ar"] is True for r in orthrus)  # first runs share their prompts with AR's
+    md = (out / "results.md").read_text()
+    assert "| spread |" in md and "Every cell ran 3 times" in md
+    args = throughput.parse_args(["--repeats", "2", "--concurrency", "1", "--contexts", ""])
+    _, cells = throughput.plan_cells(args, 1000, None)
+    assert len(cells[0].repeat_prompts) == 1 and cells[0].repeat_prompts[0] != cells[0].prompts
+
+
+def test_repeats_must_be_positive(capsys):
+    assert throughput.main(["--repeats", "0"]) == 2
+    assert "--repeats must be >= 1" in capsys.readouterr().err
