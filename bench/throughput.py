@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--concurrency", type=ints, default=[1, 4, 8, 16, 32, 64])
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--out-len", type=int, default=512)
-    ap.add_argument("--requests", type=int, default=None, help="requests per concurrency level (default max(c, 2)); the context sweep runs 2 per length")
+    ap.add_argument("--requests", default=None, help="requests per concurrency level: a number, or Kx for K times "
+                    "the level (at least 2); default max(c, 2); the context sweep runs 2 per length")
     ap.add_argument("--repeats", type=int, default=1, help="run every concurrency cell this many times on the same "
                     "engine, each with fresh prompts: the row is the median run, its spread (min-max total tok/s) "
                     "the noise of the cell")
@@ -161,8 +162,17 @@ def _check(args) -> list[str]:
         p.append("--concurrency must list levels >= 1")
     if args.repeats < 1:
         p.append("--repeats must be >= 1")
-    if args.requests is not None and args.concurrency and args.requests < max(args.concurrency):
-        p.append(f"--requests ({args.requests}) must be >= the largest concurrency ({max(args.concurrency)})")
+    if args.requests is not None:
+        try:
+            per_level = requests_at(args.requests, 1)
+        except ValueError:
+            p.append(f"--requests {args.requests!r}: expected a number or Kx (K times the concurrency)")
+        else:
+            if per_level < 1:
+                p.append("--requests must be >= 1")
+            elif args.concurrency and not str(args.requests).lower().endswith("x") and \
+                    int(args.requests) < max(args.concurrency):
+                p.append(f"--requests ({args.requests}) must be >= the largest concurrency ({max(args.concurrency)})")
     for name in ("prompt_len", "out_len", "context_out_len", "memory_context", "dataset_requests", "dataset_concurrency"):
         if getattr(args, name) < 1:
             p.append(f"--{name.replace('_', '-')} must be >= 1")
@@ -242,6 +252,17 @@ def dataset_paths(args) -> list[Path | None]:
     return [Path(p) for p in args.dataset_path]
 
 
+def requests_at(requests: str | int | None, concurrency: int) -> int:
+    """Requests of a concurrency cell: --requests as a number, Kx (K times the level, at least 2), or
+    None (max(c, 2): every slot busy once)."""
+    if requests is None:
+        return max(concurrency, 2)
+    text = str(requests).strip().lower()
+    if text.endswith("x"):
+        return max(round(float(text[:-1]) * concurrency), 2)
+    return int(text)
+
+
 def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]]:
     """The warm-up cells (one per temperature and concurrency) and the measured cells, every cell at every
     temperature.
@@ -268,8 +289,8 @@ def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]
                          prompts(max(c, 2), min(args.prompt_len, WARMUP_PROMPT_LEN), f"warmup-c{c}"),
                          temperature=temperature) for c in args.concurrency]
         cells += [Cell("concurrency", "synthetic", c, args.out_len,
-                       prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}"), temperature=temperature,
-                       repeat_prompts=[prompts(args.requests or max(c, 2), args.prompt_len, f"c{c}/r{k}")
+                       prompts(requests_at(args.requests, c), args.prompt_len, f"c{c}"), temperature=temperature,
+                       repeat_prompts=[prompts(requests_at(args.requests, c), args.prompt_len, f"c{c}/r{k}")
                                        for k in range(1, args.repeats)])
                   for c in args.concurrency]
         cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),

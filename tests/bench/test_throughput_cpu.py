@@ -450,6 +450,22 @@ def test_repeats_report_the_median_run_and_the_spread(tmp_path):
     assert len(cells[0].repeat_prompts) == 1 and cells[0].repeat_prompts[0] != cells[0].prompts
 
 
+@pytest.mark.parametrize("requests, levels", [(None, [2, 2, 8]), ("16", [16, 16, 16]), ("4x", [4, 8, 32]),
+                                              ("0.5x", [2, 2, 4])])
+def test_requests_per_level(requests, levels):
+    """--requests: a number for every level, Kx for K times the level (at least 2), default max(c, 2)."""
+    assert [throughput.requests_at(requests, c) for c in (1, 2, 8)] == levels
+
+
+@pytest.mark.parametrize("flags, message", [(["--requests", "abc"], "expected a number or Kx"),
+                                            (["--requests", "0"], "--requests must be >= 1"),
+                                            (["--requests", "2", "--concurrency", "4"], "must be >= the largest")])
+def test_bad_requests_are_one_line_errors(flags, message, capsys):
+    assert throughput.main(flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+
+
 def test_repeats_must_be_positive(capsys):
     assert throughput.main(["--repeats", "0"]) == 2
     assert "--repeats must be >= 1" in capsys.readouterr().err

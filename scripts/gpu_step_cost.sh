@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Issue 18's measurements on the GPU host (SGLang 0.5.17 from the carried wheelhouse, as gpu_tests.sh):
+# is ORTHRUS's step worth it under load and sampling? One stage per 10-minute device call; JIT caches
+# (flashinfer, Triton, tvm-ffi) under /tmp/home, so later calls on the same warm host skip the compiles.
+# Every cell warms up untimed, runs --repeats 3 with fresh prompts (median and spread: the noise).
+#
+#   bash scripts/gpu_step_cost.sh small OUT     # demo shape (smollm2-135m), acceptance 0.7/draft, B=16, T=0 and 0.7,
+#                                               # c1/8/32/64: AR, eager acceptance, accept graphs, adaptive + accept graphs
+#   bash scripts/gpu_step_cost.sh shape8b OUT   # Qwen3-8B shape, acceptance 0.93/draft: AR, adaptive <= 16, B=16, B=8, DFLASH 6.49
+#   bash scripts/gpu_step_cost.sh profile OUT   # bench.profile_step on the demo shape at c32, T=0.7: eager vs accept graphs
+#
+# MODES, CONC, REQUESTS (default 4x), REPEATS (default 3), DEADLINE (seconds; SIGINT then: the cells measured so far are written).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ $# -lt 2 ]; then
+  sed -n '2,13p' "$0" >&2
+  exit 2
+fi
+STAGE=$1 OUT=$2
+SITE=${SITE:-/tmp/site}
+export HOME=${GPU_HOME:-/tmp/home} PYTHONPATH=$SITE PYTHONUNBUFFERED=1
+mkdir -p "$HOME" "$OUT"
+if [ ! -d "$SITE/sglang" ]; then
+  bash .gpu/install_wheelhouse.sh .gpu/wh/carry "$SITE"
+fi
+pip install --quiet --no-deps --no-build-isolation --upgrade --target "$SITE" . 2>&1 | grep -v "WARNING" || true
+common=(--backend sglang --attention-backend flashinfer --contexts "" --no-plots --requests "${REQUESTS:-4x}"
+        --repeats "${REPEATS:-3}")
+run() {  # bench.throughput under the deadline; what it measured before SIGINT is still written
+  timeout -s INT -k 30 "${DEADLINE:-0}" python -m bench.throughput "${common[@]}" "$@" || \
+    echo "bench.throughput stopped early (its results so far are in the --out-dir)"
+}
+case $STAGE in
+  small)
+    run --shape smollm2-135m --modes "${MODES:-ar,orthrus,orthrus-ag,orthrus-adaptive-ag,orthrus-sd-ag}" \
+      --block-sizes 16 --simulate-accept-rate 0.7 --temperature 0,0.7 --concurrency "${CONC:-1,8,32,64}" \
+      --out-len 96 --out-dir "$OUT/small" > "$OUT/small.log" 2>&1
+    grep -E "^\| (AR|ORTHRUS)" "$OUT/small/results.md" | head -60 || true ;;
+  shape8b)
+    run --shape qwen3-8b --modes "${MODES:-ar,orthrus-adaptive,orthrus,dflash}" --block-sizes 16,8 \
+      --simulate-accept-rate 0.93 --dflash-tau 6.49 --concurrency "${CONC:-1,8,32,64}" --out-len 256 \
+      --out-dir "$OUT/shape8b" > "$OUT/shape8b.log" 2>&1
+    grep -E "^\| (AR|ORTHRUS|DFLASH)" "$OUT/shape8b/results.md" | head -60 || true ;;
+  profile)
+    for flags in "" "--accept-graphs"; do
+      python -m bench.profile_step --mode orthrus --shape smollm2-135m --block-size 16 --accept-rate 0.7 \
+        --temperature 0.7 --concurrency 32 --steps 20 --attention-backend flashinfer $flags \
+        --out "$OUT/profile" > "$OUT/profile${flags:+_ag}.log" 2>&1 || echo "profile $flags failed"
+      grep -v "^\[" "$OUT/profile${flags:+_ag}.log" | tail -30
+    done
+    rm -f "$OUT"/profile/*.trace.json* ;;
+  *) echo "unknown stage $STAGE (small, shape8b, profile)" >&2; exit 2 ;;
+esac
