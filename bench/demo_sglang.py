@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
                     a == b for a, b in zip(outputs[("AR", c)], r["outputs"]))
         finally:
             engine.shutdown()
-    if identity:
+    if "AR" in identity and "ORTHRUS" in identity:
         same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
         results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
         print(f"[demo_sglang] deterministic inference, bf16: {same}/{len(prompts)} ORTHRUS outputs identical to AR",
