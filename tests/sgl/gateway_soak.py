@@ -51,11 +51,15 @@ class _Sampler:
 
 
 class SocketWatch(_Sampler):
-    """Samples the gateway's connections to `port`; `violation` is set once more than `limit` are open."""
+    """Samples the gateway's connections to `port`; `violation` is set once more than `limit` stay open for
+    `hold_s` (every sample over that time). A leak only grows, so it always persists; a client hangup's
+    abort request and the stream it cancels overlap for a moment (13 of limit 12 for one 20 ms sample, two
+    of them CLOSE_WAIT, on a loaded 2-core CI machine), which is not a leak."""
 
-    def __init__(self, pid: int, port: int, limit: int, interval: float = 0.02):
-        self.proc, self.port, self.limit, self.interval = psutil.Process(pid), port, limit, interval
+    def __init__(self, pid: int, port: int, limit: int, interval: float = 0.02, hold_s: float = 1.0):
+        self.proc, self.port, self.limit, self.interval, self.hold_s = psutil.Process(pid), port, limit, interval, hold_s
         self.max_open, self.samples, self.ports = 0, 0, set()
+        self.over_since: float | None = None  # first sample of the current run over the limit
         self.violation: str | None = None
         super().__init__("socket-watch")
 
@@ -71,9 +75,15 @@ class SocketWatch(_Sampler):
             self.samples += 1
             self.max_open = max(self.max_open, len(conns))
             self.ports.update(c.laddr.port for c in conns)
-            if len(conns) > self.limit and self.violation is None:
+            now = time.monotonic()
+            if len(conns) <= self.limit:
+                self.over_since = None
+            elif self.over_since is None:
+                self.over_since = now
+            elif now - self.over_since >= self.hold_s and self.violation is None:
                 states = Counter(c.status for c in conns)
-                self.violation = f"{len(conns)} connections open to port {self.port} (limit {self.limit}): {dict(states)}"
+                self.violation = (f"{len(conns)} connections open to port {self.port} (limit {self.limit}) for "
+                                  f"{now - self.over_since:.1f} s: {dict(states)}")
             time.sleep(self.interval)
 
 class HealthProbe(_Sampler):
