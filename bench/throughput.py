@@ -28,7 +28,8 @@ from pathlib import Path
 from orthrus_sglang.draft_weights import KINDS as DRAFT_KINDS
 
 from .backends import BACKENDS, get_backend
-from .prompts import DATASETS, load_prompts, synthetic
+from .cells import WARMUP_OUT_LEN, Cell, cells_of, plan_cells, requests_at
+from .prompts import DATASETS
 from .record import Mode, RunResult, summarize
 from .shapes import SHAPES
 
@@ -41,11 +42,6 @@ MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LO
          "orthrus-ag", "orthrus-sd-ag", "orthrus-adaptive-ag", "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
-WARMUP_PROMPT_LEN, WARMUP_OUT_LEN = 32, 16
-CONTEXT_REQUESTS = 2  # per context length, one after another: long prompts make each one slow
-# Synthetic prompt ids: above the low control ids, below the added special tokens of large
-# vocabularies (Qwen3's start at 151643), as the earlier GPU runs drew them.
-PROMPT_ID_LOW, PROMPT_ID_HIGH = 100, 100_000
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -164,14 +160,13 @@ def _check(args) -> list[str]:
         p.append("--repeats must be >= 1")
     if args.requests is not None:
         try:
-            per_level = requests_at(args.requests, 1)
+            fixed = requests_at(args.requests, 1)  # Kx: at least 2 per level
         except ValueError:
             p.append(f"--requests {args.requests!r}: expected a number or Kx (K times the concurrency)")
         else:
-            if per_level < 1:
+            if fixed < 1:
                 p.append("--requests must be >= 1")
-            elif args.concurrency and not str(args.requests).lower().endswith("x") and \
-                    int(args.requests) < max(args.concurrency):
+            elif args.concurrency and fixed < max(args.concurrency) and not args.requests.lower().endswith("x"):
                 p.append(f"--requests ({args.requests}) must be >= the largest concurrency ({max(args.concurrency)})")
     for name in ("prompt_len", "out_len", "context_out_len", "memory_context", "dataset_requests", "dataset_concurrency"):
         if getattr(args, name) < 1:
@@ -220,88 +215,6 @@ def build_modes(args) -> list[Mode]:
 
 
 @dataclass
-class Cell:
-    """One (prompt set, concurrency, output length): the unit every mode runs."""
-
-    sweep: str
-    dataset: str
-    concurrency: int
-    out_len: int
-    prompts: list[list[int]]
-    warmup: list[list[int]] | None = None  # untimed first: a new prefill size may JIT-compile kernels
-    # --repeats: the prompt sets of the runs after the first (fresh prompts: no prefix-cache hits)
-    repeat_prompts: list[list[list[int]]] = field(default_factory=list)
-    temperature: float = 0.0  # 0: greedy
-
-    @property
-    def label(self) -> str:
-        if self.sweep == "context":
-            label = f"context {len(self.prompts[0])}"
-        elif self.sweep == "dataset":
-            label = f"{self.dataset}, concurrency {self.concurrency}"
-        else:
-            label = f"concurrency {self.concurrency}"
-        return label + (f", T={self.temperature:g}" if self.temperature else "")
-
-
-def dataset_paths(args) -> list[Path | None]:
-    if not args.dataset_path:
-        return [None] * len(args.datasets)
-    if len(args.dataset_path) == 1 and Path(args.dataset_path[0]).is_dir():
-        return [Path(args.dataset_path[0]) / f"{name}.jsonl" for name in args.datasets]
-    return [Path(p) for p in args.dataset_path]
-
-
-def requests_at(requests: str | int | None, concurrency: int) -> int:
-    """Requests of a concurrency cell: --requests as a number, Kx (K times the level, at least 2), or
-    None (max(c, 2): every slot busy once)."""
-    if requests is None:
-        return max(concurrency, 2)
-    text = str(requests).strip().lower()
-    if text.endswith("x"):
-        return max(round(float(text[:-1]) * concurrency), 2)
-    return int(text)
-
-
-def plan_cells(args, vocab_size: int, tokenizer) -> tuple[list[Cell], list[Cell]]:
-    """The warm-up cells (one per temperature and concurrency) and the measured cells, every cell at every
-    temperature.
-
-    Each cell draws its own prompts (no prefix-cache hits); the first temperature keeps the prompts
-    a single-temperature run draws, so its rows compare with earlier runs'.
-    """
-    high = min(vocab_size, PROMPT_ID_HIGH)
-    low = min(PROMPT_ID_LOW, high // 2)
-    datasets = [(name, load_prompts(name, args.dataset_requests, tokenizer, path))
-                for name, path in zip(args.datasets, dataset_paths(args))]
-    warmups, cells = [], []
-    for i, temperature in enumerate(args.temperature):
-        suffix = f"/T{temperature:g}" if i else ""
-
-        def prompts(n, length, tag):
-            return synthetic(n, length, high, f"{args.seed}/{tag}{suffix}", low=low)
-
-        # At every concurrency: the first steps at a batch size pay one-time costs (a Triton kernel's
-        # specialisation compiled, a CUDA graph's first replay, accept graphs captured), which a short
-        # timed cell would count (on an H100 the first c32 cell of the demo's shape ran 0.40x AR where
-        # the same engine's next ran 0.81x, 2026-12-07).
-        warmups += [Cell("warmup", "synthetic", c, WARMUP_OUT_LEN,
-                         prompts(max(c, 2), min(args.prompt_len, WARMUP_PROMPT_LEN), f"warmup-c{c}"),
-                         temperature=temperature) for c in args.concurrency]
-        cells += [Cell("concurrency", "synthetic", c, args.out_len,
-                       prompts(requests_at(args.requests, c), args.prompt_len, f"c{c}"), temperature=temperature,
-                       repeat_prompts=[prompts(requests_at(args.requests, c), args.prompt_len, f"c{c}/r{k}")
-                                       for k in range(1, args.repeats)])
-                  for c in args.concurrency]
-        cells += [Cell("context", "synthetic", 1, args.context_out_len, prompts(CONTEXT_REQUESTS, n, f"ctx{n}"),
-                       warmup=prompts(1, n, f"ctx{n}-warmup"), temperature=temperature) for n in args.contexts]
-        # Real prompts repeat across temperatures: a prefix-cache hit shortens only the prefill.
-        cells += [Cell("dataset", name, min(args.dataset_concurrency, len(ids)), args.out_len, ids,
-                       temperature=temperature) for name, ids in datasets]
-    return warmups, cells
-
-
-@dataclass
 class Collected:
     """What has been measured so far: kept whole if a later mode fails, for a partial results.json."""
 
@@ -318,13 +231,6 @@ def median_run(runs: list[RunResult]) -> RunResult:
     row = sorted(runs, key=lambda r: r.total_tok_s)[(len(runs) - 1) // 2]
     row.repeat_tok_s = [r.total_tok_s for r in runs]
     return row
-
-
-def cells_of(mode: Mode, modes: list[Mode], cells: list[Cell]) -> list[Cell]:
-    """Every cell, less the greedy ones where the run has this mode's greedy twin (same step at T=0)."""
-    if mode.greedy_twin != mode and mode.greedy_twin in modes:
-        return [c for c in cells if c.temperature != 0]
-    return cells
 
 
 def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, got: Collected, bar) -> None:

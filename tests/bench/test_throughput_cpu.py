@@ -361,7 +361,6 @@ def test_low_precision_modes_take_their_own_block_sizes():
                                                                ("ORTHRUS int4-g32 B=8", "int4-g32")]
 
 
-
 def test_accept_graph_modes_set_the_switch_and_need_sglang(tmp_path, capsys):
     """orthrus-ag / orthrus-sd-ag: ORTHRUS_ACCEPT_GRAPHS=1 (greedy drafts / drafts from q); the embedded
     engine has no graphs and says so in one line."""
@@ -374,19 +373,6 @@ def test_accept_graph_modes_set_the_switch_and_need_sglang(tmp_path, capsys):
     assert throughput.main(["--modes", "ar,orthrus-ag", "--out-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "orthrus-ag and orthrus-sd-ag need --backend sglang" in err, err
-
-
-def test_sampled_only_modes_skip_the_greedy_cells_their_twin_runs():
-    """Drafts from q and accept graphs change only the sampled acceptance: where the run has the same
-    mode without them, they skip T=0 (the same step); alone, they run it."""
-    cells = [throughput.Cell("concurrency", "synthetic", 1, 8, [[1]], temperature=t) for t in (0.0, 0.7)]
-    args = throughput.parse_args(["--backend", "sglang", "--modes", "ar,orthrus,orthrus-sd,orthrus-sd-ag,"
-                                  "orthrus-adaptive-ag", "--block-sizes", "16"])
-    modes = throughput.build_modes(args)
-    temps = {m.label: [c.temperature for c in throughput.cells_of(m, modes, cells)] for m in modes}
-    assert temps == {"AR": [0.0, 0.7], "ORTHRUS B=16": [0.0, 0.7], "ORTHRUS sampled-drafts B=16": [0.7],
-                     "ORTHRUS sampled-drafts accept-graphs B=16": [0.7],
-                     "ORTHRUS adaptive accept-graphs B<=16": [0.0, 0.7]}  # no adaptive twin in this run
 
 
 def test_adaptive_mode_runs_one_engine_at_the_largest_block_size(tmp_path):
@@ -417,17 +403,6 @@ def test_results_name_their_commit_and_say_when_the_tree_differed():
     assert "commit 0123456789ab." in header({"git_commit": "0123456789abcdef" * 2})
 
 
-def test_warm_up_runs_every_concurrency_at_every_temperature():
-    """One-time costs at a batch size (a kernel specialisation, a graph's first replay, accept graphs captured)
-    fall in an untimed warm-up at that concurrency, not in the first timed cell of it."""
-    args = throughput.parse_args(["--concurrency", "1,8", "--temperature", "0,0.7", "--contexts", ""])
-    warmups, cells = throughput.plan_cells(args, 1000, None)
-    assert [(w.concurrency, len(w.prompts), w.temperature) for w in warmups] == [
-        (1, 2, 0.0), (8, 8, 0.0), (1, 2, 0.7), (8, 8, 0.7)]
-    timed = {tuple(p) for c in cells for p in c.prompts}
-    assert not timed & {tuple(p) for w in warmups for p in w.prompts}  # no prefix-cache hits in timed cells
-
-
 def test_repeats_report_the_median_run_and_the_spread(tmp_path):
     """--repeats 3: each concurrency cell runs three times with fresh prompts; the row is the median run,
     repeat_tok_s holds all three, and the table gains a spread column."""
@@ -448,13 +423,6 @@ def test_repeats_report_the_median_run_and_the_spread(tmp_path):
     args = throughput.parse_args(["--repeats", "2", "--concurrency", "1", "--contexts", ""])
     _, cells = throughput.plan_cells(args, 1000, None)
     assert len(cells[0].repeat_prompts) == 1 and cells[0].repeat_prompts[0] != cells[0].prompts
-
-
-@pytest.mark.parametrize("requests, levels", [(None, [2, 2, 8]), ("16", [16, 16, 16]), ("4x", [4, 8, 32]),
-                                              ("0.5x", [2, 2, 4])])
-def test_requests_per_level(requests, levels):
-    """--requests: a number for every level, Kx for K times the level (at least 2), default max(c, 2)."""
-    assert [throughput.requests_at(requests, c) for c in (1, 2, 8)] == levels
 
 
 @pytest.mark.parametrize("flags, message", [(["--requests", "abc"], "expected a number or Kx"),
