@@ -29,6 +29,8 @@ import json
 import time
 from pathlib import Path
 
+from .record import ORTHRUS_MODES, SAMPLING_ONLY
+
 
 def _raise(signum, frame):
     raise RuntimeError("an SGLang child process failed")
@@ -80,29 +82,31 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> d
             "acceptance_per_position": [sum(hist[n + 1:]) / steps for n in range(len(hist) - 1)] if steps else []}
 
 
-# --modes names (bench.throughput's): label, flags beyond ORTHRUS's, and the greedy twin (the same step at T=0)
-MODES = {"ar": ("AR", None, None), "orthrus": ("ORTHRUS", {}, None),
-         "orthrus-sd": ("ORTHRUS sampled drafts", {"speculative_use_rejection_sampling": True}, "orthrus"),
-         "orthrus-adaptive": ("ORTHRUS adaptive", {"block_policy": "adaptive"}, None),
-         "orthrus-ag": ("ORTHRUS accept graphs", {"accept_graphs": True}, "orthrus"),
-         "orthrus-sd-ag": ("ORTHRUS sampled drafts accept graphs",
-                           {"speculative_use_rejection_sampling": True, "accept_graphs": True}, "orthrus"),
-         "orthrus-adaptive-ag": ("ORTHRUS adaptive accept graphs", {"block_policy": "adaptive", "accept_graphs": True},
-                                 "orthrus-adaptive")}
+# --modes names (bench.throughput's, record.ORTHRUS_MODES): the engines' labels in results.json
+LABELS = {"ar": "AR", "orthrus": "ORTHRUS", "orthrus-sd": "ORTHRUS sampled drafts",
+          "orthrus-adaptive": "ORTHRUS adaptive", "orthrus-ag": "ORTHRUS accept graphs",
+          "orthrus-sd-ag": "ORTHRUS sampled drafts accept graphs", "orthrus-adaptive-ag": "ORTHRUS adaptive accept graphs"}
 
 
 def engine_configs(modes: list[str], orthrus: dict) -> list[tuple[str, dict, str | None]]:
     """(label, engine flags, label of the greedy twin in this run or None) per mode, AR first. A mode whose
     greedy twin runs too measures sampling only: its greedy step is the twin's."""
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in LABELS]
     if unknown:
-        raise ValueError(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(MODES)})")
+        raise ValueError(f"--modes: unknown {', '.join(unknown)} (known: {', '.join(LABELS)})")
     if "ar" not in modes:
         raise ValueError("--modes must include ar: every speed is against it")
-    out = []
-    for m in ["ar", *(m for m in dict.fromkeys(modes) if m != "ar")]:
-        label, flags, twin = MODES[m]
-        out.append((label, {} if flags is None else {**orthrus, **flags}, MODES[twin][0] if twin in modes else None))
+    out = [("AR", {}, None)]
+    for m in dict.fromkeys(modes):
+        if m == "ar":
+            continue
+        fields = ORTHRUS_MODES[m]
+        flags = {**orthrus, **{k: v for k, v in fields.items() if k != "sampled_drafts"}}
+        if fields.get("sampled_drafts"):
+            flags["speculative_use_rejection_sampling"] = True
+        greedy = {k: v for k, v in fields.items() if k not in SAMPLING_ONLY}
+        twin = next(name for name, f in ORTHRUS_MODES.items() if f == greedy)
+        out.append((LABELS[m], flags, LABELS[twin] if twin != m and twin in modes else None))
     return out
 
 
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     "for AR and ORTHRUS on an H100; triton: the runs before 2026-12-07)")
     ap.add_argument("--draft-weights", default="bf16", help="comma list of ORTHRUS_DRAFT_WEIGHTS kinds; each besides "
                     "bf16 adds an ORTHRUS engine with those draft weights (greedy speed and tau)")
-    ap.add_argument("--modes", default="ar,orthrus,orthrus-sd", help=f"comma list of {', '.join(MODES)} "
+    ap.add_argument("--modes", default="ar,orthrus,orthrus-sd", help=f"comma list of {', '.join(LABELS)} "
                     "(bench.throughput's names; -sd: drafts from q, -ag: ORTHRUS_ACCEPT_GRAPHS=1, adaptive: "
                     "ORTHRUS_BLOCK_POLICY=adaptive)")
     ap.add_argument("--adaptive", action="store_true", help="add ORTHRUS_BLOCK_POLICY=adaptive (each step picks its "
@@ -198,17 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         for c in levels:
             outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset(c), c, greedy))["outputs"]
 
-    greedy_speed = {name for name, _, twin in configs if twin is None}
-    configs = [(name, flags) for name, flags, _ in configs]
-    if args.deterministic_only:
-        configs = [c for c in configs if c[0] in ("AR", "ORTHRUS")]
-    for name, flags in configs:  # 1 and 3: speed, greedy and sampled
+    pair = [(name, flags) for name, flags, _ in configs if name in ("AR", "ORTHRUS")]  # identity compares these
+    for name, flags, twin in configs if not args.deterministic_only else [(*c, None) for c in pair]:  # 1 and 3
         if args.deterministic_only:
             flags = {**flags, "enable_deterministic_inference": True}
         engine = launch(model, top, args.attention_backend, **flags)
         try:
             warm_up(engine, [greedy] if args.deterministic_only else [greedy, sampled])
-            if name in greedy_speed:  # the others' greedy step is a twin's in this run
+            if twin is None:  # the others' greedy step is a twin's in this run
                 speed(engine, name)
             if args.deterministic_only:
                 identity[name] = outputs[(name, top)]
@@ -217,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                     record(f"{name} T={args.temperature}", name, c, sampled, run(engine, subset(c), c, sampled))
         finally:
             engine.shutdown()
-    for name, flags in [] if args.deterministic_only or args.no_identity else [c for c in configs if c[0] in (
-            "AR", "ORTHRUS")]:  # 2: bf16, deterministic
+    for name, flags in [] if args.deterministic_only or args.no_identity else pair:  # 2: bf16, deterministic
         engine = launch(model, top, args.attention_backend, enable_deterministic_inference=True, **flags)
         try:
             identity[name] = run(engine, prompts, top, greedy)["outputs"]

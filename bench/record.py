@@ -14,6 +14,16 @@ from typing import Protocol
 from orthrus_sglang.stats import tau_of
 
 
+# The bf16 ORTHRUS modes by their --modes name (bench.throughput, bench.demo_sglang): Mode fields beyond
+# ORTHRUS's. -sd: drafts from q; -ag: accept graphs; adaptive: each step picks its block size.
+ORTHRUS_MODES = {
+    "orthrus": {}, "orthrus-adaptive": {"block_policy": "adaptive"}, "orthrus-sd": {"sampled_drafts": True},
+    "orthrus-ag": {"accept_graphs": True}, "orthrus-sd-ag": {"sampled_drafts": True, "accept_graphs": True},
+    "orthrus-adaptive-ag": {"block_policy": "adaptive", "accept_graphs": True},
+}
+SAMPLING_ONLY = ("sampled_drafts", "accept_graphs")  # Mode fields that change only the sampled acceptance
+
+
 @dataclass(frozen=True)
 class Mode:
     """One server configuration: plain AR, ORTHRUS at a block size, or the DFLASH peer."""
@@ -36,7 +46,7 @@ class Mode:
     def greedy_twin(self) -> "Mode":
         """The mode whose greedy step this one's is: drafts from q and accept graphs change only the
         sampled acceptance, so at T=0 a mode with either runs its twin's step."""
-        return replace(self, sampled_drafts=False, accept_graphs=False)
+        return replace(self, **dict.fromkeys(SAMPLING_ONLY, False))
 
     @property
     def simulated(self) -> bool:

@@ -30,7 +30,7 @@ from orthrus_sglang.draft_weights import KINDS as DRAFT_KINDS
 from .backends import BACKENDS, get_backend
 from .cells import WARMUP_OUT_LEN, Cell, cells_of, plan_cells, requests_at
 from .prompts import DATASETS
-from .record import Mode, RunResult, summarize
+from .record import ORTHRUS_MODES, Mode, RunResult, summarize
 from .shapes import SHAPES
 
 # orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
@@ -38,8 +38,7 @@ LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
 # orthrus-adaptive: each step picks its block size from 1, 2, 4, .. B (ORTHRUS_BLOCK_POLICY=adaptive)
 # orthrus-ag / orthrus-sd-ag / orthrus-adaptive-ag: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS=1);
 # a mode that differs from another in the run only by its sampled acceptance (-sd, -ag) skips the greedy cells
-MODES = ("ar", "orthrus", "orthrus-adaptive", *(f"orthrus-{kind}" for kind in LOW_PRECISION), "orthrus-sd",
-         "orthrus-ag", "orthrus-sd-ag", "orthrus-adaptive-ag", "dflash")
+MODES = ("ar", *ORTHRUS_MODES, *(f"orthrus-{kind}" for kind in LOW_PRECISION), "dflash")
 DEFAULT_CONTEXTS = {"sglang": [1024, 4096, 16384, 32768], "embedded": []}  # a 32k CPU prefill takes forever
 DEFAULT_SHAPE = {"sglang": "qwen3-8b", "embedded": None}  # embedded: None = the tiny random model
 BENCH_DIR = Path(__file__).resolve().parent
@@ -194,19 +193,15 @@ def build_modes(args) -> list[Mode]:
     DFLASH last. With several attention backends, each mode runs at each (the AR modes first)."""
     backends = args.attention_backend if len(args.attention_backend) > 1 else [None]
     modes = [Mode("AR", attention_backend=a) for a in backends] if "ar" in args.modes else []
-    orthrus = {"orthrus": ("bf16", False, "fixed"), "orthrus-adaptive": ("bf16", False, "adaptive"),
-               "orthrus-sd": ("bf16", True, "fixed"), "orthrus-ag": ("bf16", False, "fixed"),
-               "orthrus-sd-ag": ("bf16", True, "fixed"), "orthrus-adaptive-ag": ("bf16", False, "adaptive"),
-               **{f"orthrus-{kind}": (kind, False, "fixed") for kind in LOW_PRECISION}}
+    orthrus = {**ORTHRUS_MODES, **{f"orthrus-{kind}": {"draft_weights": kind} for kind in LOW_PRECISION}}
     for name in dict.fromkeys(args.modes):  # ORTHRUS modes in the order --modes lists them
         if name in orthrus:
-            weights, sampled, policy = orthrus[name]
-            sizes = (args.fp8_block_sizes or args.block_sizes) if weights != "bf16" else args.block_sizes
-            if policy == "adaptive":  # one engine per largest size: it chooses every smaller one itself
+            fields = orthrus[name]
+            sizes = args.block_sizes if "draft_weights" not in fields else (args.fp8_block_sizes or args.block_sizes)
+            if fields.get("block_policy") == "adaptive":  # one engine per largest size: it chooses every smaller one
                 sizes = [max(args.block_sizes)]
             simulated = [(tau, None) for tau in args.simulate_tau] + [(None, r) for r in args.simulate_accept_rate]
-            modes += [Mode("ORTHRUS", b, tau, accept_rate=rate, draft_weights=weights, sampled_drafts=sampled,
-                           attention_backend=a, block_policy=policy, accept_graphs=name.endswith("-ag"))
+            modes += [Mode("ORTHRUS", b, tau, accept_rate=rate, attention_backend=a, **fields)
                       for b in sizes for tau, rate in (simulated or [(None, None)]) for a in backends]
     if "dflash" in args.modes:
         modes += [Mode("DFLASH", args.dflash_block_size, tau, attention_backend=a)

@@ -19,12 +19,7 @@ if [ $# -lt 2 ]; then
 fi
 STAGE=$1 OUT=$2
 shift 2
-SITE=${SITE:-/tmp/site}
-if [ ! -d "$SITE/sglang" ]; then
-  bash .gpu/install_wheelhouse.sh .gpu/wh/carry "$SITE"
-fi
-export PYTHONPATH=$SITE PYTHONUNBUFFERED=1
-pip install --quiet --no-deps --no-build-isolation --upgrade --target "$SITE" . 2>&1 | grep -v "WARNING" || true
+source scripts/gpu_site.sh
 mkdir -p "$OUT"
 case $STAGE in
   gemm)

@@ -17,13 +17,9 @@ if [ $# -lt 2 ]; then
   exit 2
 fi
 STAGE=$1 OUT=$2
-SITE=${SITE:-/tmp/site}
-export HOME=${GPU_HOME:-/tmp/home} PYTHONPATH=$SITE PYTHONUNBUFFERED=1
+export HOME=${GPU_HOME:-/tmp/home}  # the JIT caches (~/.cache, ~/.triton) with the install in /tmp
 mkdir -p "$HOME" "$OUT"
-if [ ! -d "$SITE/sglang" ]; then
-  bash .gpu/install_wheelhouse.sh .gpu/wh/carry "$SITE"
-fi
-pip install --quiet --no-deps --no-build-isolation --upgrade --target "$SITE" . 2>&1 | grep -v "WARNING" || true
+source scripts/gpu_site.sh
 common=(--backend sglang --attention-backend flashinfer --contexts "" --no-plots --requests "${REQUESTS:-4x}"
         --repeats "${REPEATS:-3}")
 run() {  # bench.throughput under the deadline; what it measured before SIGINT is still written

@@ -5,10 +5,5 @@
 #   bash scripts/gpu_tests.sh -k "b_ or c_"   # a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SITE=${SITE:-/tmp/site}
-if [ ! -d "$SITE/sglang" ]; then
-  bash .gpu/install_wheelhouse.sh .gpu/wh/carry "$SITE"
-fi
-export PYTHONPATH=$SITE
-pip install --quiet --no-deps --no-build-isolation --upgrade --target "$SITE" . 2>&1 | grep -v "WARNING" || true
+source scripts/gpu_site.sh
 python -m pytest tests/gpu -v -s -p no:cacheprovider -W ignore::DeprecationWarning "$@"
