@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
+from .engine_metrics import EngineMetrics, block_mix, steps_between
 from .record import ORTHRUS_MODES, SAMPLING_ONLY
 
 
@@ -37,15 +39,19 @@ def _raise(signum, frame):
 
 
 def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16",
-           block_policy: str = "fixed", accept_graphs: bool = False, **flags):
+           block_policy: str = "fixed", accept_graphs: bool = False, metrics: EngineMetrics | None = None, **flags):
     """An engine; ``draft_weights``, ``block_policy``, ``accept_graphs``: ORTHRUS_DRAFT_WEIGHTS, ORTHRUS_BLOCK_POLICY,
-    ORTHRUS_ACCEPT_GRAPHS, read by the scheduler process it spawns."""
+    ORTHRUS_ACCEPT_GRAPHS, read by the scheduler process it spawns; ``metrics``: --enable-metrics into its files."""
     import sglang
 
     from orthrus_sglang.sgl.options import scheduler_env
 
-    with scheduler_env({"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy,
-                        "ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None}):
+    env = {"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy,
+           "ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None, "PROMETHEUS_MULTIPROC_DIR": None}
+    if metrics is not None:
+        env.update(metrics.env)
+        flags.update(metrics.engine_flags)
+    with scheduler_env(env):
         return sglang.Engine(model_path=str(model), dtype="bfloat16", attention_backend=attention_backend,
                              sampling_backend="pytorch", skip_tokenizer_init=True, mem_fraction_static=0.5,
                              max_running_requests=max_concurrency, cuda_graph_max_bs_decode=max_concurrency,
@@ -53,8 +59,9 @@ def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weig
                              custom_sigquit_handler=_raise, **flags)
 
 
-def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> dict:
-    """Closed loop at ``concurrency``; request i is seeded i. Returns outputs, wall time and acceptance."""
+def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict, metrics: EngineMetrics | None = None) -> dict:
+    """Closed loop at ``concurrency``; request i is seeded i. Returns outputs, wall time and acceptance (and with
+    ``metrics``, the request-steps per block size the run took)."""
     import asyncio
 
     async def all_requests():
@@ -66,9 +73,11 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> d
 
         return await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
+    blocks = metrics.block_sizes() if metrics is not None else None
     start = time.perf_counter()
     outs = engine.loop.run_until_complete(all_requests())
     wall = time.perf_counter() - start
+    steps_by_block_size = steps_between(blocks, metrics.block_sizes()) if metrics is not None else {}
     hist = [0] * 64
     for o in outs:
         for n, c in enumerate(o["meta_info"].get("spec_correct_drafts_histogram") or []):
@@ -78,7 +87,7 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict) -> d
     tokens = sum(len(o["output_ids"]) for o in outs)
     return {"outputs": [o["output_ids"] for o in outs], "tokens": tokens, "wall_s": wall, "tok_s": tokens / wall,
             "tau": sum((n + 1) * c for n, c in enumerate(hist)) / steps if steps else 1.0, "verify_steps": steps,
-            "accept_histogram": hist,
+            "accept_histogram": hist, "steps_by_block_size": steps_by_block_size,
             "acceptance_per_position": [sum(hist[n + 1:]) / steps for n in range(len(hist) - 1)] if steps else []}
 
 
@@ -136,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
                     "block size from 1, 2, 4, .. --block-size): greedy and sampled speed, like ORTHRUS")
     ap.add_argument("--accept-graphs", action="store_true", help="add ORTHRUS with ORTHRUS_ACCEPT_GRAPHS=1 (sampled "
                     "acceptance replayed from CUDA graphs), greedy and sampled drafts")
+    ap.add_argument("--enable-metrics", action=argparse.BooleanOptionalAction, default=True,
+                    help="time engines with --enable-metrics, as the README's serve command (the series' host work "
+                         "is part of a step); the block sizes an adaptive ORTHRUS ran are read from them")
     ap.add_argument("--out-dir", required=True)
     args = ap.parse_args(argv)
     from orthrus_sglang.draft_weights import check_kind
@@ -198,26 +210,44 @@ def main(argv: list[str] | None = None) -> int:
     def subset(c):
         return prompts[: args.c1_prompts] if c == 1 and args.c1_prompts else prompts
 
-    def speed(engine, name):
+    def speed(engine, name, metrics):
         for c in levels:
-            outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset(c), c, greedy))["outputs"]
+            outputs[(name, c)] = record(name, name, c, greedy, run(engine, subset(c), c, greedy, metrics))["outputs"]
+
+    metrics_root = tempfile.TemporaryDirectory(prefix="orthrus-demo-metrics-")
+
+    def start_timed(**flags):
+        """An engine whose runs are timed: with --enable-metrics (the default) like the README's serve command."""
+        metrics = EngineMetrics(metrics_root.name) if args.enable_metrics else None
+        try:
+            return launch(model, top, args.attention_backend, metrics=metrics, **flags), metrics
+        except BaseException:
+            if metrics is not None:
+                metrics.close()
+            raise
+
+    def stop(engine, metrics):
+        engine.shutdown()
+        if metrics is not None:
+            metrics.close()
 
     pair = [(name, flags) for name, flags, _ in configs if name in ("AR", "ORTHRUS")]  # identity compares these
     for name, flags, twin in configs if not args.deterministic_only else [(*c, None) for c in pair]:  # 1 and 3
         if args.deterministic_only:
             flags = {**flags, "enable_deterministic_inference": True}
-        engine = launch(model, top, args.attention_backend, **flags)
+        engine, metrics = start_timed(**flags)
         try:
             warm_up(engine, [greedy] if args.deterministic_only else [greedy, sampled])
             if twin is None:  # the others' greedy step is a twin's in this run
-                speed(engine, name)
+                speed(engine, name, metrics)
             if args.deterministic_only:
                 identity[name] = outputs[(name, top)]
             else:
                 for c in levels:
-                    record(f"{name} T={args.temperature}", name, c, sampled, run(engine, subset(c), c, sampled))
+                    record(f"{name} T={args.temperature}", name, c, sampled,
+                           run(engine, subset(c), c, sampled, metrics))
         finally:
-            engine.shutdown()
+            stop(engine, metrics)
     for name, flags in [] if args.deterministic_only or args.no_identity else pair:  # 2: bf16, deterministic
         engine = launch(model, top, args.attention_backend, enable_deterministic_inference=True, **flags)
         try:
@@ -225,15 +255,17 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             engine.shutdown()
     for kind in low:  # 4: low-precision draft weights, greedy
-        engine = launch(model, top, args.attention_backend, draft_weights=kind, **orthrus)
+        engine, metrics = start_timed(draft_weights=kind, **orthrus)
         try:
             warm_up(engine, [greedy])
             for c in levels:
-                r = record(f"ORTHRUS {kind} drafts", f"ORTHRUS {kind}", c, greedy, run(engine, subset(c), c, greedy))
+                r = record(f"ORTHRUS {kind} drafts", f"ORTHRUS {kind}", c, greedy,
+                           run(engine, subset(c), c, greedy, metrics))
                 results.setdefault("draft_weights_identical", {})[f"{kind} c{c}"] = sum(
                     a == b for a, b in zip(outputs[("AR", c)], r["outputs"]))
         finally:
-            engine.shutdown()
+            stop(engine, metrics)
+    metrics_root.cleanup()
     if "AR" in identity and "ORTHRUS" in identity:
         same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))
         results["deterministic_identical"] = {"identical": same, "of": len(prompts)}
@@ -257,15 +289,16 @@ def render(results: dict) -> str:
     lines = [f"Demo model (SmolLM2-135M-Instruct + trained view), {results['hardware']}, SGLang, bf16, "
              f"{results['attention_backend']}, CUDA graphs; {results['prompts']} held-out prompts, up to "
              f"{results['max_new_tokens']} new tokens, EOS honoured; B={results['block_size']}.", "",
-             "| mode | concurrency | temperature | tokens | tok/s | x AR | tau | acceptance by position (first 6) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| mode | concurrency | temperature | tokens | tok/s | x AR | tau | acceptance by position (first 6) "
+             "| block sizes (adaptive) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         base = ar.get((r["concurrency"], r["temperature"]))
+        speedup = f"{r['tok_s'] / base:.2f}x" if base else "-"
+        blocks = block_mix(r.get("steps_by_block_size") or {}) if "adaptive" in r["label"] else ""
         lines.append(f"| {r['label']} | {r['concurrency']} | {r['temperature']:g} | {r['tokens']} | {r['tok_s']:.0f} | "
-                     f"{r['tok_s'] / base:.2f}x | {r['tau']:.2f} | "
-                     f"{' '.join(f'{a:.2f}' for a in r['acceptance_per_position'][:6])} |" if base else
-                     f"| {r['label']} | {r['concurrency']} | {r['temperature']:g} | {r['tokens']} | {r['tok_s']:.0f} | - | "
-                     f"{r['tau']:.2f} | |")
+                     f"{speedup} | {r['tau']:.2f} | {' '.join(f'{a:.2f}' for a in r['acceptance_per_position'][:6])} "
+                     f"| {blocks} |")
     d = results.get("deterministic_identical")
     identity = (f"Identical to AR with --enable-deterministic-inference (bf16): {d['identical']}/{d['of']}. " if d
                 else "Identity with deterministic inference: not measured in this run (--no-identity). ")

@@ -102,6 +102,10 @@ class Session(Protocol):
     def memory(self) -> dict:
         """{"kv_pool_tokens": int | None, "max_running_requests": int | None, ...}"""
 
+    def block_sizes(self) -> dict[int, int] | None:
+        """Request-steps per block size run so far (cumulative: the bench takes differences); None if
+        unknown (AR, or no metrics to read)."""
+
     def close(self) -> None: ...
 
 
@@ -152,6 +156,9 @@ class RunResult:
     ar_reference: str | None = None  # the AR mode (label) speedup_vs_ar and outputs_equal_ar refer to
     # --repeats: every run's total tok/s (this row is the median one); empty for a single run
     repeat_tok_s: list[float] = field(default_factory=list)
+    # request-steps per block size the step policy ran in this run ({"16": n, "4": m}); empty for AR, and
+    # where the session cannot tell (SGLang without --enable-metrics)
+    steps_by_block_size: dict[str, int] = field(default_factory=dict)
 
 
 def _sum_lists(lists: list[list[int]]) -> list[int]:

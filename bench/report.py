@@ -9,6 +9,8 @@ import json
 import sys
 from collections import defaultdict
 
+from .engine_metrics import block_mix
+
 MAX_POSITIONS = 16  # acceptance columns shown; results.json keeps them all
 DASH = "–"
 
@@ -224,6 +226,25 @@ def acceptance_table(runs: list[dict]) -> str | None:
             + _table(["mode", "prompts", "verify steps", "tau"] + [str(i + 1) for i in range(width)], rows))
 
 
+def block_size_table(runs: list[dict]) -> str | None:
+    """The block sizes each adaptive run's steps took: share of request-steps per B (chosen from tau and
+    step cost per batch size; a fixed B has one entry and is not shown)."""
+    shown = [r for r in runs if len(r.get("steps_by_block_size") or {}) > 1 or
+             (r.get("steps_by_block_size") and "adaptive" in r["algorithm"])]
+    if not shown:
+        return None
+    rows = []
+    for r in shown:
+        steps = r["steps_by_block_size"]
+        rows.append([_mode_cell(r), series(r).removeprefix(r["mode"]).lstrip(", ") or "greedy", r["dataset"],
+                     str(r["concurrency"]), f"{r['prompt_len']:.0f}", _tau(r), str(sum(steps.values())),
+                     block_mix(steps)])
+    return ("## Block sizes chosen\n\nShare of request-steps per block size (B=1: a plain AR step), from "
+            "the engine's own counters over the run.\n\n"
+            + _table(["mode", "sampling", "prompts", "concurrency", "prompt", "tau", "request-steps", "block sizes"],
+                     rows))
+
+
 def render(results: dict, images: list[str] = ()) -> str:
     runs, args = results.get("runs", []), results.get("args", {})
     by_sweep = defaultdict(list)
@@ -244,6 +265,9 @@ def render(results: dict, images: list[str] = ()) -> str:
     acceptance = acceptance_table(runs)
     if acceptance:
         sections.append(acceptance)
+    blocks = block_size_table(runs)
+    if blocks:
+        sections.append(blocks)
     notes = [("tau: tokens per verify step, bonus included (1 for AR). Speedup vs AR: total tok/s over AR's in "
               "the same cell. Outputs equal: every request's tokens are AR's (lossless modes only).")]
     if len({r.get("attention_backend") for r in runs if r["algorithm"] == "AR"}) > 1:

@@ -30,6 +30,7 @@ from orthrus_sglang.draft_weights import KINDS as DRAFT_KINDS
 from .backends import BACKENDS, get_backend
 from .cells import WARMUP_OUT_LEN, Cell, cells_of, plan_cells, requests_at
 from .prompts import DATASETS
+from .engine_metrics import steps_between
 from .record import ORTHRUS_MODES, Mode, RunResult, summarize
 from .shapes import SHAPES
 
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "fastest AR of its cell (flashinfer: AR's is 3x triton's at a 32K prompt, DFLASH's 1.4x at "
                          "concurrency 32, H100); the CPU engine always runs torch_native")
     ap.add_argument("--mem-fraction", type=float, default=0.8, help="sglang mem_fraction_static")
+    ap.add_argument("--enable-metrics", action=argparse.BooleanOptionalAction, default=True,
+                    help="sglang: every engine with --enable-metrics, as the README's serve command (the series' "
+                         "host work is part of a step); the block sizes an adaptive ORTHRUS ran are read from them")
     ap.add_argument("--log-level", default="error", help="sglang")
     return ap
 
@@ -242,11 +246,14 @@ def run_mode(backend, mode: Mode, warmups: list[Cell], cells: list[Cell], args, 
                 session.generate(cell.warmup, WARMUP_OUT_LEN, 1, cell.temperature)
             repeats = []
             for prompts in [cell.prompts, *cell.repeat_prompts]:
+                blocks = session.block_sizes()
                 start = time.perf_counter()
                 timings = session.generate(prompts, cell.out_len, cell.concurrency, cell.temperature)
                 wall = time.perf_counter() - start
-                repeats.append((summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
-                                          temperature=cell.temperature), timings))
+                run = summarize(mode, cell.dataset, cell.concurrency, timings, wall, sweep=cell.sweep,
+                                temperature=cell.temperature)
+                run.steps_by_block_size = steps_between(blocks, session.block_sizes())
+                repeats.append((run, timings))
             row = median_run([r for r, _ in repeats])
             got.runs.append(row)
             got.outputs.append([t.output_ids for t in repeats[0][1]])  # the prompts every mode shares first

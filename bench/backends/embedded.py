@@ -111,6 +111,7 @@ class EmbeddedSession:
         self._adaptive = mode.block_policy == "adaptive"
         self._engine: Engine | None = backend.new_engine(self._block, backend.slots, backend.seq_len, self._weights,
                                                          self._adaptive)
+        self._steps_by_block: dict[int, int] = {}  # over every engine this session used (block_sizes)
 
     def _engine_for(self, concurrency: int, seq_len: int) -> Engine:
         e = self._engine
@@ -122,6 +123,7 @@ class EmbeddedSession:
                  temperature: float = 0.0) -> list[RequestTiming]:
         """Closed loop: a new request is submitted as soon as one finishes."""
         engine = self._engine_for(concurrency, max(map(len, prompts)) + out_len)
+        ran_before = dict(engine.block_policy.steps_by_block)
         pending, live = deque(enumerate(prompts)), {}
         submit, first, last, stats = {}, {}, {}, {}
         outputs: list[list[int]] = [[] for _ in prompts]
@@ -145,6 +147,8 @@ class EmbeddedSession:
         finally:
             for request_id in live:  # an error or Ctrl-C mid-cell must not leave requests behind
                 engine.abort(request_id)
+            for b, n in engine.block_policy.steps_by_block.items():
+                self._steps_by_block[b] = self._steps_by_block.get(b, 0) + n - ran_before.get(b, 0)
         return [self._timing(len(p), outputs[i], first[i] - submit[i], last[i] - submit[i], stats[i])
                 for i, p in enumerate(prompts)]
 
@@ -165,6 +169,9 @@ class EmbeddedSession:
         # Rows are preallocated per request: a request longer than a row is never admitted.
         return {"kv_pool_tokens": cache.num_slots * cache.max_len, "max_running_requests": cache.num_slots,
                 "kv_slot_tokens": cache.max_len}
+
+    def block_sizes(self) -> dict[int, int] | None:
+        return None if self._ar else dict(self._steps_by_block)
 
     def close(self) -> None:
         self._engine = None

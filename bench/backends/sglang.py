@@ -17,12 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..engine_metrics import EngineMetrics
 from ..record import Mode, RequestTiming, request_sampling
 from ..shapes import SHAPES, SPECIAL_IDS, write_plain_qwen3_shape, write_shape
 
 SIMULATE_ENV = ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE")
 MODE_ENV = SIMULATE_ENV + ("ORTHRUS_SIMULATE_ACCEPT_RATE", "ORTHRUS_DRAFT_WEIGHTS", "ORTHRUS_FP8_DRAFTS",
-                           "ORTHRUS_BLOCK_POLICY", "ORTHRUS_BLOCK_SIZES", "ORTHRUS_ACCEPT_GRAPHS")
+                           "ORTHRUS_BLOCK_POLICY", "ORTHRUS_BLOCK_SIZES", "ORTHRUS_ACCEPT_GRAPHS",
+                           "PROMETHEUS_MULTIPROC_DIR")
 DFLASH_BLOCK = 16  # SGLang's DFLASH drafter block, as published (docs/results.md)
 
 
@@ -56,9 +58,11 @@ def _version(md, package: str) -> str | None:
 
 
 class SGLangSession:
-    def __init__(self, engine, args):
+    def __init__(self, engine, args, metrics: EngineMetrics | None = None, orthrus: bool = False):
         self.engine = engine
         self.args = args
+        self.metrics = metrics  # --enable-metrics
+        self.orthrus = orthrus  # its scheduler writes the orthrus:* series
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
                  temperature: float = 0.0) -> list[RequestTiming]:
@@ -94,8 +98,14 @@ class SGLangSession:
                                                       info.get("max_running_requests")),
                 "memory_usage": states[0].get("memory_usage")}
 
+    def block_sizes(self) -> dict[int, int] | None:
+        """Request-steps per block size so far, from the scheduler's orthrus:* series (--enable-metrics)."""
+        return self.metrics.block_sizes() if self.metrics is not None and self.orthrus else None
+
     def close(self) -> None:
         self.engine.shutdown()
+        if self.metrics is not None:
+            self.metrics.close()
 
 
 class SGLangBackend:
@@ -176,6 +186,10 @@ class SGLangBackend:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),
                               SGLANG_SIMULATE_ACC_METHOD="match-expected", SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
         extra: dict = {} if self.args.model else {"load_format": "dummy"}
+        metrics = EngineMetrics(self.root) if self.args.enable_metrics else None  # as the README's serve command
+        if metrics is not None:
+            os.environ.update(metrics.env)  # for this engine's start only (open() restores it)
+            extra.update(metrics.engine_flags)
         if mode.name == "ORTHRUS":
             extra.update(speculative_algorithm="ORTHRUS", speculative_num_draft_tokens=mode.block_size,
                          speculative_use_rejection_sampling=mode.sampled_drafts)
@@ -188,9 +202,14 @@ class SGLangBackend:
                          speculative_draft_attention_backend=self._device_args(mode)["attention_backend"])
         elif mode.name != "AR":
             raise ValueError(f"unknown mode {mode.name!r}")
-        engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
-                               skip_tokenizer_init=True, context_length=self.context_length,
-                               max_running_requests=self.max_concurrency, random_seed=0,
-                               log_level=self.args.log_level, custom_sigquit_handler=_raise,
-                               **self._device_args(mode), **extra)
-        return SGLangSession(engine, self.args)
+        try:
+            engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
+                                   skip_tokenizer_init=True, context_length=self.context_length,
+                                   max_running_requests=self.max_concurrency, random_seed=0,
+                                   log_level=self.args.log_level, custom_sigquit_handler=_raise,
+                                   **self._device_args(mode), **extra)
+        except BaseException:
+            if metrics is not None:
+                metrics.close()
+            raise
+        return SGLangSession(engine, self.args, metrics, orthrus=mode.name == "ORTHRUS")

@@ -29,3 +29,17 @@ def test_cli_refuses_bad_modes_before_loading_anything(capsys):
     with pytest.raises(SystemExit) as exc:
         demo_sglang.main(["--gguf", "/nonexistent", "--out-dir", "/tmp/unused-demo", "--modes", "ar,orthrus-x"])
     assert exc.value.code == 2 and "unknown orthrus-x" in capsys.readouterr().err
+
+
+def test_report_shows_the_block_sizes_adaptive_ran():
+    """results.md: each adaptive row says which block sizes its steps took (from the engine's counters)."""
+    row = {"concurrency": 32, "temperature": 0.0, "tokens": 1000, "tok_s": 900.0, "tau": 2.5,
+           "acceptance_per_position": [0.8, 0.5]}
+    results = {"hardware": "H100", "attention_backend": "flashinfer", "prompts": 8, "max_new_tokens": 64,
+               "block_size": 16, "deterministic_speed_runs": False, "speed_runs_identical": {},
+               "runs": [{**row, "label": "AR", "mode": "AR", "tok_s": 1000.0, "steps_by_block_size": {}},
+                        {**row, "label": "ORTHRUS adaptive", "mode": "ORTHRUS adaptive",
+                         "steps_by_block_size": {"16": 60, "4": 30, "1": 10}}]}
+    md = demo_sglang.render(results)
+    assert "| ORTHRUS adaptive | 32 | 0 | 1000 | 900 | 0.90x | 2.50 | 0.80 0.50 | B=16: 60%, B=4: 30%, B=1: 10% |" in md
+    assert "| AR | 32 | 0 | 1000 | 1000 | 1.00x | 2.50 | 0.80 0.50 |  |" in md

@@ -173,6 +173,9 @@ class _FakeSession:
     def memory(self):
         return {"kv_pool_tokens": 1000, "max_running_requests": 4}
 
+    def block_sizes(self):
+        return None
+
     def close(self):
         self.backend.closed.append(self.mode.label)
 
@@ -389,6 +392,12 @@ def test_adaptive_mode_runs_one_engine_at_the_largest_block_size(tmp_path):
     runs = json.loads((out / "results.json").read_text())["runs"]
     adaptive = [r for r in runs if r["mode"] == "ORTHRUS adaptive B<=4"]
     assert adaptive and all(r["outputs_equal_ar"] is True and r["lossless"] for r in adaptive)
+    # the block sizes its steps took, per run: request-steps add up to the requests' verify steps
+    for r in adaptive:
+        assert set(r["steps_by_block_size"]) <= {"1", "2", "4"}
+        assert sum(r["steps_by_block_size"].values()) == r["verify_steps"]
+    assert all(r["steps_by_block_size"] == {} for r in runs if r["algorithm"] == "AR")
+    assert "## Block sizes chosen" in (out / "results.md").read_text()
 
 
 def test_results_name_their_commit_and_say_when_the_tree_differed():

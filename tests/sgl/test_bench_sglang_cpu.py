@@ -54,6 +54,10 @@ def test_sglang_backend_on_cpu(tmp_path):
             committed = sum((n + 1) * c for n, c in enumerate(r["accept_histogram"]))
             needed = r["num_requests"] * (r["out_len"] - 1)
             assert needed <= committed <= needed + r["num_requests"] * 3
+            # --enable-metrics (the default): the run's request-steps from the scheduler's own counters
+            assert r["steps_by_block_size"] == {"4": r["verify_steps"]}
+        else:
+            assert r["steps_by_block_size"] == {}
     memory = results["memory"]["modes"]
     assert all(m["kv_pool_tokens"] > 0 and m["admitted_at_context"] >= 1 for m in memory.values())
     assert results["env"]["backend"] == "sglang" and results["env"]["model"]["vocab_size"] == 260
@@ -122,3 +126,36 @@ def test_simulated_geometric_acceptance_on_cpu(tmp_path):
     assert all(abs(r - rate) < 0.15 for r in rates)  # > 4 standard errors at >= 40 draws
     assert abs(tau - (1 - rate ** B) / (1 - rate)) < 0.5
     assert all(set(t.output_ids[1:]) == {FIXED_TOKEN_ID} for t in timings)
+
+
+def test_adaptive_block_sizes_read_from_the_engine_metrics(tmp_path):
+    """orthrus-adaptive through SGLang's CPU engine: the block sizes its steps took, read from the
+    scheduler's orthrus:steps_by_block_size_total (prometheus multiprocess files, as /metrics serves them),
+    add up to the requests' verify steps; every candidate ran (each is measured once before any choice),
+    and the report shows the mix."""
+    require_sglang()
+    from bench.report import block_size_table
+    from bench.engine_metrics import steps_between
+
+    model = write_tiny_checkpoint(tmp_path / "ckpt", diff_from_ar=True, block_size=4)
+    args = throughput.parse_args(["--backend", "sglang", "--device", "cpu", "--model", str(model),
+                                  "--modes", "orthrus-adaptive", "--block-sizes", "4", "--concurrency", "2",
+                                  "--prompt-len", "12", "--out-len", "24", "--contexts", ""])
+    (mode,) = throughput.build_modes(args)
+    backend = throughput.get_backend("sglang", args)
+    session = backend.open(mode)
+    try:
+        before = session.block_sizes()
+        timings = session.generate(synthetic(4, 12, 260, "test", low=100), 24, 2, 0.0)
+        steps = steps_between(before, session.block_sizes())
+    finally:
+        session.close()
+        backend.close()
+    assert before is None  # nothing ran yet: no series
+    assert sum(steps.values()) == sum(t.verify_steps for t in timings) > 0
+    assert set(steps) == {"1", "2", "4"}
+    table = block_size_table([{"mode": mode.label, "algorithm": "ORTHRUS adaptive", "dataset": "synthetic",
+                               "concurrency": 2, "prompt_len": 12, "tau": 1.5, "pinned_tau": None, "lossless": True,
+                               "steps_by_block_size": steps}])
+    print("\n" + table)
+    assert "B=4: " in table and "B=1: " in table
