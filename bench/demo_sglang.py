@@ -17,8 +17,9 @@ of the shipped prompt set, chat template, greedy unless said, EOS honoured (real
    weights, greedy, at each concurrency: the real acceptance they cost, and their speed;
 5. --modes (bench.throughput's names): orthrus-adaptive (ORTHRUS_BLOCK_POLICY=adaptive: each step
    picks its block size, 1 = an AR step), -ag (ORTHRUS_ACCEPT_GRAPHS=1), -sd (drafts from q); a mode
-   whose greedy twin also runs (orthrus-ag: orthrus) measures sampling only. --adaptive adds
-   orthrus-adaptive, --accept-graphs orthrus-ag and orthrus-sd-ag.
+   whose greedy twin also runs (orthrus-ag: orthrus) measures sampling only; orthrus-ar-steps (every step
+   B=1 through the ORTHRUS worker, no draft pass: the floor adaptive falls back to, against AR's step).
+   --adaptive adds orthrus-adaptive, --accept-graphs orthrus-ag and orthrus-sd-ag.
 Writes results.json and results.md to --out-dir.
 """
 
@@ -39,15 +40,18 @@ def _raise(signum, frame):
 
 
 def launch(model: Path, max_concurrency: int, attention_backend: str, draft_weights: str = "bf16",
-           block_policy: str = "fixed", accept_graphs: bool = False, metrics: EngineMetrics | None = None, **flags):
-    """An engine; ``draft_weights``, ``block_policy``, ``accept_graphs``: ORTHRUS_DRAFT_WEIGHTS, ORTHRUS_BLOCK_POLICY,
-    ORTHRUS_ACCEPT_GRAPHS, read by the scheduler process it spawns; ``metrics``: --enable-metrics into its files."""
+           block_policy: str = "fixed", accept_graphs: bool = False, block_sizes: str | None = None,
+           metrics: EngineMetrics | None = None, **flags):
+    """An engine; ``draft_weights``, ``block_policy``, ``accept_graphs``, ``block_sizes``: ORTHRUS_DRAFT_WEIGHTS,
+    ORTHRUS_BLOCK_POLICY, ORTHRUS_ACCEPT_GRAPHS, ORTHRUS_BLOCK_SIZES, read by the scheduler process it spawns;
+    ``metrics``: --enable-metrics into its files."""
     import sglang
 
     from orthrus_sglang.sgl.options import scheduler_env
 
     env = {"ORTHRUS_DRAFT_WEIGHTS": draft_weights, "ORTHRUS_BLOCK_POLICY": block_policy,
-           "ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None, "PROMETHEUS_MULTIPROC_DIR": None}
+           "ORTHRUS_ACCEPT_GRAPHS": "1" if accept_graphs else None, "ORTHRUS_BLOCK_SIZES": block_sizes,
+           "PROMETHEUS_MULTIPROC_DIR": None}
     if metrics is not None:
         env.update(metrics.env)
         flags.update(metrics.engine_flags)
@@ -94,7 +98,8 @@ def run(engine, prompts: list[list[int]], concurrency: int, sampling: dict, metr
 # --modes names (bench.throughput's, record.ORTHRUS_MODES): the engines' labels in results.json
 LABELS = {"ar": "AR", "orthrus": "ORTHRUS", "orthrus-sd": "ORTHRUS sampled drafts",
           "orthrus-adaptive": "ORTHRUS adaptive", "orthrus-ag": "ORTHRUS accept graphs",
-          "orthrus-sd-ag": "ORTHRUS sampled drafts accept graphs", "orthrus-adaptive-ag": "ORTHRUS adaptive accept graphs"}
+          "orthrus-sd-ag": "ORTHRUS sampled drafts accept graphs", "orthrus-adaptive-ag": "ORTHRUS adaptive accept graphs",
+          "orthrus-ar-steps": "ORTHRUS AR steps"}
 
 
 def engine_configs(modes: list[str], orthrus: dict) -> list[tuple[str, dict, str | None]]:

@@ -15,11 +15,13 @@ from orthrus_sglang.stats import tau_of
 
 
 # The bf16 ORTHRUS modes by their --modes name (bench.throughput, bench.demo_sglang): Mode fields beyond
-# ORTHRUS's. -sd: drafts from q; -ag: accept graphs; adaptive: each step picks its block size.
+# ORTHRUS's. -sd: drafts from q; -ag: accept graphs; adaptive: each step picks its block size; ar-steps: every
+# step B=1 (no draft pass) through the ORTHRUS worker: the floor adaptive falls back to, against AR's step.
 ORTHRUS_MODES = {
     "orthrus": {}, "orthrus-adaptive": {"block_policy": "adaptive"}, "orthrus-sd": {"sampled_drafts": True},
     "orthrus-ag": {"accept_graphs": True}, "orthrus-sd-ag": {"sampled_drafts": True, "accept_graphs": True},
     "orthrus-adaptive-ag": {"block_policy": "adaptive", "accept_graphs": True},
+    "orthrus-ar-steps": {"block_policy": "adaptive", "block_sizes": "1"},
 }
 SAMPLING_ONLY = ("sampled_drafts", "accept_graphs")  # Mode fields that change only the sampled acceptance
 
@@ -41,6 +43,7 @@ class Mode:
     # ORTHRUS_BLOCK_POLICY in SGLang, Engine(adaptive_block=True) in the reference engine)
     block_policy: str = "fixed"
     accept_graphs: bool = False  # ORTHRUS only: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS)
+    block_sizes: str | None = None  # ORTHRUS adaptive only: the sizes it picks from (ORTHRUS_BLOCK_SIZES); None: 1, 2, 4, .. B
 
     @property
     def greedy_twin(self) -> "Mode":
@@ -57,6 +60,10 @@ class Mode:
     def algorithm(self) -> str:
         low = f" {self.draft_weights}" if self.draft_weights != "bf16" else ""
         policy = f" {self.block_policy}" if self.block_policy != "fixed" else ""
+        if self.block_sizes == "1":
+            policy = " AR-steps"  # adaptive with one size: every step B=1
+        elif self.block_sizes:
+            policy += f" sizes {self.block_sizes}"
         return (self.name + low + policy + (" sampled-drafts" if self.sampled_drafts else "")
                 + (" accept-graphs" if self.accept_graphs else ""))
 

@@ -37,6 +37,7 @@ from .shapes import SHAPES
 # orthrus-<kind>: ORTHRUS_DRAFT_WEIGHTS=<kind> (auto, fp8, int4, int4-g64, int4-g32)
 LOW_PRECISION = tuple(kind for kind in DRAFT_KINDS if kind != "bf16")
 # orthrus-adaptive: each step picks its block size from 1, 2, 4, .. B (ORTHRUS_BLOCK_POLICY=adaptive)
+# orthrus-ar-steps: every step B=1 through the ORTHRUS worker (ORTHRUS_BLOCK_SIZES=1): adaptive's floor vs AR
 # orthrus-ag / orthrus-sd-ag / orthrus-adaptive-ag: sampled acceptance replayed from CUDA graphs (ORTHRUS_ACCEPT_GRAPHS=1);
 # a mode that differs from another in the run only by its sampled acceptance (-sd, -ag) skips the greedy cells
 MODES = ("ar", *ORTHRUS_MODES, *(f"orthrus-{kind}" for kind in LOW_PRECISION), "dflash")

@@ -5,7 +5,8 @@
 # Every cell warms up untimed, runs --repeats 3 with fresh prompts (median and spread: the noise).
 #
 #   bash scripts/gpu_step_cost.sh small OUT     # demo shape (smollm2-135m), acceptance 0.7/draft, B=16, T=0 and 0.7,
-#                                               # c1/8/32/64: AR, eager acceptance, accept graphs, adaptive + accept graphs
+#                                               # c1/8/32/64: AR, AR steps through ORTHRUS (B=1), eager acceptance, accept graphs,
+#                                               # adaptive + accept graphs, drafts from q + accept graphs
 #   bash scripts/gpu_step_cost.sh shape8b OUT   # Qwen3-8B shape, acceptance 0.93/draft: AR, adaptive <= 16, B=16, B=8, DFLASH 6.49
 #   bash scripts/gpu_step_cost.sh profile OUT   # bench.profile_step on the demo shape at c32, T=0.7: eager vs accept graphs
 #
@@ -28,7 +29,7 @@ run() {  # bench.throughput under the deadline; what it measured before SIGINT i
 }
 case $STAGE in
   small)
-    run --shape smollm2-135m --modes "${MODES:-ar,orthrus,orthrus-ag,orthrus-adaptive-ag,orthrus-sd-ag}" \
+    run --shape smollm2-135m --modes "${MODES:-ar,orthrus-ar-steps,orthrus,orthrus-ag,orthrus-adaptive-ag,orthrus-sd-ag}" \
       --block-sizes 16 --simulate-accept-rate 0.7 --temperature 0,0.7 --concurrency "${CONC:-1,8,32,64}" \
       --out-len 96 --out-dir "$OUT/small" > "$OUT/small.log" 2>&1
     grep -E "^\| (AR|ORTHRUS)" "$OUT/small/results.md" | head -60 || true ;;

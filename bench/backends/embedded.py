@@ -43,6 +43,9 @@ class EmbeddedBackend:
         if any(m.endswith("-ag") for m in args.modes):
             raise ValueError("the embedded engine has no CUDA graphs to replay the acceptance from: orthrus-ag and "
                              "orthrus-sd-ag need --backend sglang")
+        if "orthrus-ar-steps" in args.modes:
+            raise ValueError("the embedded engine picks from every block size up to B: orthrus-ar-steps needs "
+                             "--backend sglang")
         if args.shape not in (None, TINY):
             raise ValueError(f"the embedded backend has no --shape {args.shape!r}: use --model for a real "
                              f"checkpoint, or leave --shape out for the tiny random model")

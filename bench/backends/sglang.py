@@ -181,6 +181,8 @@ class SGLangBackend:
             os.environ["ORTHRUS_SIMULATE_ACCEPT_RATE"] = str(mode.accept_rate)
         os.environ["ORTHRUS_DRAFT_WEIGHTS"] = mode.draft_weights
         os.environ["ORTHRUS_BLOCK_POLICY"] = mode.block_policy
+        if mode.block_sizes:
+            os.environ["ORTHRUS_BLOCK_SIZES"] = mode.block_sizes
         os.environ["ORTHRUS_ACCEPT_GRAPHS"] = "1" if mode.accept_graphs else "0"
         if mode.pinned_tau:
             os.environ.update(SGLANG_SIMULATE_ACC_LEN=str(mode.pinned_tau),

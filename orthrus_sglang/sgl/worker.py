@@ -125,7 +125,8 @@ class OrthrusWorker(compat.BaseSpecWorker):
 
     def on_verify_complete_cpu(self, num_correct_drafts_per_req: list[int], batch_size: int = 0) -> None:
         """SGLang hands back each decode step's accepted-draft counts, on the host, in launch order."""
-        block_size, seconds = self.block_size, None
+        # Not adaptive: every step ran the policy's one size (the largest, or ORTHRUS_BLOCK_SIZES's only one).
+        block_size, seconds = self.block_policy.candidates[-1], None
         if self.step_clock is not None:
             done = self.step_clock.finish(batch_size or len(num_correct_drafts_per_req))
             if done is not None:

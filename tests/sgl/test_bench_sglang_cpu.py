@@ -159,3 +159,20 @@ def test_adaptive_block_sizes_read_from_the_engine_metrics(tmp_path):
                                "steps_by_block_size": steps}])
     print("\n" + table)
     assert "B=4: " in table and "B=1: " in table
+
+
+def test_ar_steps_mode_runs_every_step_at_block_size_one(tmp_path):
+    """orthrus-ar-steps (ORTHRUS_BLOCK_SIZES=1 under the adaptive policy): every step through the ORTHRUS
+    worker is a plain AR step (tau 1, the counters show only B=1) and the outputs are AR's: the floor the
+    adaptive policy falls back to, timed beside AR on the GPU."""
+    require_sglang()
+    model = write_tiny_checkpoint(tmp_path / "ckpt", diff_from_ar=True, block_size=4)
+    out = tmp_path / "out"
+    assert throughput.main(["--backend", "sglang", "--device", "cpu", "--model", str(model), "--modes",
+                            "ar,orthrus-ar-steps", "--block-sizes", "4", "--concurrency", "2", "--prompt-len", "12",
+                            "--out-len", "12", "--contexts", "", "--no-plots", "--out-dir", str(out)]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    (steps,) = [r for r in runs if r["algorithm"] == "ORTHRUS AR-steps"]
+    assert steps["mode"] == "ORTHRUS AR-steps B<=4"
+    assert steps["outputs_equal_ar"] is True and steps["tau"] == 1.0
+    assert steps["steps_by_block_size"] == {"1": steps["verify_steps"]} and steps["verify_steps"] > 0
