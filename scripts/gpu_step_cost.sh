@@ -9,12 +9,14 @@
 #                                               # adaptive + accept graphs, drafts from q + accept graphs
 #   bash scripts/gpu_step_cost.sh shape8b OUT   # Qwen3-8B shape, acceptance 0.93/draft: AR, adaptive <= 16, B=16, B=8, DFLASH 6.49
 #   bash scripts/gpu_step_cost.sh profile OUT   # bench.profile_step on the demo shape at c32, T=0.7: eager vs accept graphs
+#   bash scripts/gpu_step_cost.sh demo OUT GGUF # the trained demo through SGLang, real acceptance (the issue's table):
+#                                               # GGUF = the file or its prefix when carried as GGUF.part-* (two calls)
 #
 # MODES, CONC, REQUESTS (default 4x), REPEATS (default 3), DEADLINE (seconds; SIGINT then: the cells measured so far are written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,15p' "$0" >&2
   exit 2
 fi
 STAGE=$1 OUT=$2
@@ -46,5 +48,12 @@ case $STAGE in
       grep -v "^\[" "$OUT/profile${flags:+_ag}.log" | tail -30
     done
     rm -f "$OUT"/profile/*.trace.json* ;;
-  *) echo "unknown stage $STAGE (small, shape8b, profile)" >&2; exit 2 ;;
+  demo)
+    GGUF=${3:?demo needs the GGUF path (or its .part-* prefix)}
+    timeout -s INT -k 30 "${DEADLINE:-0}" python -m bench.demo_sglang --gguf "$GGUF" --no-identity \
+      --modes "${MODES:-ar,orthrus-ar-steps,orthrus,orthrus-adaptive-ag,orthrus-ag,orthrus-sd-ag}" --prompts 64 \
+      --c1-prompts 8 --max-new-tokens 256 --concurrency "${CONC:-1,8,32,64}" --temperature 0.7 \
+      --out-dir "$OUT/demo" > "$OUT/demo.log" 2>&1 || echo "bench.demo_sglang stopped early (results.json keeps every run so far)"
+    grep "^\[demo_sglang\]" "$OUT/demo.log" | tail -60 || true ;;
+  *) echo "unknown stage $STAGE (small, shape8b, profile, demo)" >&2; exit 2 ;;
 esac
