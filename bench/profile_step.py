@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompt-len", type=int, default=512)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--attention-backend", default="triton")
+    ap.add_argument("--enable-metrics", action=argparse.BooleanOptionalAction, default=True,
+                    help="the engine with --enable-metrics, as the README's serve command (its series' host work "
+                         "shows in the profile)")
     ap.add_argument("--out", default=None, help="directory for the trace and summary (default: a temp dir)")
     args = ap.parse_args(argv)
     if args.pin_tau and args.accept_rate:
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
                                cuda_graph_max_bs_decode=max(args.concurrency, 1),
                                cuda_graph_backend_prefill="disabled",  # decode graphs only: a faster start
                                max_running_requests=max(args.concurrency, 1), log_level="error",
-                               custom_sigquit_handler=_raise, **extra)
+                               enable_metrics=args.enable_metrics, custom_sigquit_handler=_raise, **extra)
         try:
             gen = torch.Generator().manual_seed(0)
             vocab = json.loads((path / "config.json").read_text())["vocab_size"]
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     header = (f"# {torch.cuda.get_device_name()}; mode {label}; {args.shape if not args.model else args.model}; "
               f"B={args.block_size if args.mode == 'orthrus' else '-'}; concurrency {args.concurrency}; "
               f"{_sampling(args)}; prompt "
-              f"{args.prompt_len}; tau {tau:.2f}; profiled run (profiler overhead included): "
+              f"{args.prompt_len}; tau {tau:.2f}; metrics {'on' if args.enable_metrics else 'off'}; "
+              f"profiled run (profiler overhead included): "
               f"{sum(m['completion_tokens'] for m in meta) / elapsed:.0f} tok/s")
     body = "\n\n".join(summarize_trace(t, args.steps) for t in traces if "DECODE" in t.name.upper()) or \
         f"no decode trace found in {out}: {[t.name for t in traces]}"
