@@ -224,17 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     def start_timed(**flags):
         """An engine whose runs are timed: with --enable-metrics (the default) like the README's serve command."""
         metrics = EngineMetrics(metrics_root.name) if args.enable_metrics else None
-        try:
-            return launch(model, top, args.attention_backend, metrics=metrics, **flags), metrics
-        except BaseException:
-            if metrics is not None:
-                metrics.close()
-            raise
-
-    def stop(engine, metrics):
-        engine.shutdown()
-        if metrics is not None:
-            metrics.close()
+        return launch(model, top, args.attention_backend, metrics=metrics, **flags), metrics
 
     pair = [(name, flags) for name, flags, _ in configs if name in ("AR", "ORTHRUS")]  # identity compares these
     for name, flags, twin in configs if not args.deterministic_only else [(*c, None) for c in pair]:  # 1 and 3
@@ -252,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     record(f"{name} T={args.temperature}", name, c, sampled,
                            run(engine, subset(c), c, sampled, metrics))
         finally:
-            stop(engine, metrics)
+            engine.shutdown()
     for name, flags in [] if args.deterministic_only or args.no_identity else pair:  # 2: bf16, deterministic
         engine = launch(model, top, args.attention_backend, enable_deterministic_inference=True, **flags)
         try:
@@ -269,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.setdefault("draft_weights_identical", {})[f"{kind} c{c}"] = sum(
                     a == b for a, b in zip(outputs[("AR", c)], r["outputs"]))
         finally:
-            stop(engine, metrics)
+            engine.shutdown()
     metrics_root.cleanup()
     if "AR" in identity and "ORTHRUS" in identity:
         same = sum(a == b for a, b in zip(identity["AR"], identity["ORTHRUS"]))

@@ -6,7 +6,7 @@ adaptive ORTHRUS ran, from the engine's own counters. Two things make an in-proc
 from a server: prometheus_client picks its value class at import, so it is imported here before the
 directory's variable is set (this process, SGLang's tokenizer manager, keeps its series in memory;
 the spawned scheduler writes files); and SGLang registers its sglang:* series once per Engine in the
-default registry, so they are unregistered when an engine closes, or the next mode's would collide.
+default registry, so a new engine's start unregisters the last one's, or the next mode's would collide.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class EngineMetrics:
     def __init__(self, root: Path | str):
         import prometheus_client  # noqa: F401  (before PROMETHEUS_MULTIPROC_DIR is ever set here: see above)
 
+        _forget_sglang_series()  # an earlier engine's (closed, or failed to start): the new one registers its own
         self.dir = tempfile.mkdtemp(prefix="metrics-", dir=root)
 
     @property
@@ -42,15 +43,15 @@ class EngineMetrics:
                  if s.name == STEPS_BY_BLOCK_SIZE}
         return steps or None
 
-    @staticmethod
-    def close() -> None:
-        """After the engine's shutdown: forget the sglang:* series it registered in this process (prometheus_client
-        lists collectors only in a private map; unregister() is public)."""
-        from prometheus_client import REGISTRY
 
-        for collector, names in list(getattr(REGISTRY, "_collector_to_names", {}).items()):
-            if any(name.startswith("sglang:") for name in names):
-                REGISTRY.unregister(collector)
+def _forget_sglang_series() -> None:
+    """Unregister the sglang:* series an earlier Engine put in this process's default registry (prometheus_client
+    lists collectors only in a private map; unregister() is public)."""
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(getattr(REGISTRY, "_collector_to_names", {}).items()):
+        if any(name.startswith("sglang:") for name in names):
+            REGISTRY.unregister(collector)
 
 
 def steps_between(before: dict[int, int] | None, after: dict[int, int] | None) -> dict[str, int]:

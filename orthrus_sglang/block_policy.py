@@ -43,15 +43,25 @@ def default_candidates(block_size: int) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
+def draft_counts(num_accepted: list[int], drafts: int) -> list[int]:
+    """counts[n]: the requests of one step that accepted n drafts (n clamped to drafts)."""
+    counts = [0] * (drafts + 1)
+    for n in num_accepted:
+        counts[min(int(n), drafts)] += 1
+    return counts
+
+
 def position_counts(num_accepted: list[int], drafts: int) -> list[tuple[int, int]]:
     """Per draft position of one step, up to the last any request reached: (requests that reached draft i+1,
     requests that accepted it), i.e. (n >= i, n > i) with n a request's accepted drafts (at most drafts).
     Counted per position, not per request: both engines' policies and the SGLang metrics run it every step."""
-    counts = [0] * (drafts + 1)
-    for n in num_accepted:
-        counts[min(int(n), drafts)] += 1
-    at_least, out = len(num_accepted), []
-    for i in range(drafts):
+    return positions_from_counts(draft_counts(num_accepted, drafts))
+
+
+def positions_from_counts(counts: list[int]) -> list[tuple[int, int]]:
+    """position_counts from draft_counts' counts."""
+    at_least, out = sum(counts), []
+    for i in range(len(counts) - 1):
         if not at_least:
             break
         reached = at_least

@@ -58,11 +58,10 @@ def _version(md, package: str) -> str | None:
 
 
 class SGLangSession:
-    def __init__(self, engine, args, metrics: EngineMetrics | None = None, orthrus: bool = False):
+    def __init__(self, engine, args, metrics: EngineMetrics | None = None):
         self.engine = engine
         self.args = args
-        self.metrics = metrics  # --enable-metrics
-        self.orthrus = orthrus  # its scheduler writes the orthrus:* series
+        self.metrics = metrics  # --enable-metrics on an ORTHRUS engine: its scheduler's orthrus:* series
 
     def generate(self, prompts: list[list[int]], out_len: int, concurrency: int,
                  temperature: float = 0.0) -> list[RequestTiming]:
@@ -100,12 +99,10 @@ class SGLangSession:
 
     def block_sizes(self) -> dict[int, int] | None:
         """Request-steps per block size so far, from the scheduler's orthrus:* series (--enable-metrics)."""
-        return self.metrics.block_sizes() if self.metrics is not None and self.orthrus else None
+        return self.metrics.block_sizes() if self.metrics is not None else None
 
     def close(self) -> None:
         self.engine.shutdown()
-        if self.metrics is not None:
-            self.metrics.close()
 
 
 class SGLangBackend:
@@ -204,14 +201,9 @@ class SGLangBackend:
                          speculative_draft_attention_backend=self._device_args(mode)["attention_backend"])
         elif mode.name != "AR":
             raise ValueError(f"unknown mode {mode.name!r}")
-        try:
-            engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
-                                   skip_tokenizer_init=True, context_length=self.context_length,
-                                   max_running_requests=self.max_concurrency, random_seed=0,
-                                   log_level=self.args.log_level, custom_sigquit_handler=_raise,
-                                   **self._device_args(mode), **extra)
-        except BaseException:
-            if metrics is not None:
-                metrics.close()
-            raise
-        return SGLangSession(engine, self.args, metrics, orthrus=mode.name == "ORTHRUS")
+        engine = sglang.Engine(model_path=str(self._model_path(mode)), sampling_backend="pytorch",
+                               skip_tokenizer_init=True, context_length=self.context_length,
+                               max_running_requests=self.max_concurrency, random_seed=0,
+                               log_level=self.args.log_level, custom_sigquit_handler=_raise,
+                               **self._device_args(mode), **extra)
+        return SGLangSession(engine, self.args, metrics if mode.name == "ORTHRUS" else None)
