@@ -6,7 +6,8 @@
 #
 #   bash scripts/gpu_draft_weights.sh gemm OUT [--marlin]   # bench.draft_gemm, M = 16..1024 (+ Marlin: JIT, minutes)
 #   bash scripts/gpu_draft_weights.sh speed OUT [CONC]       # bench.throughput, default concurrency 1,8,32,64
-#     MODES=ar,orthrus,orthrus-fp8,orthrus-int4,dflash (default ar,orthrus,orthrus-auto,dflash); DEADLINE=s (0: none)
+#     MODES=ar,orthrus,orthrus-fp8,orthrus-int4,dflash (default ar,orthrus,orthrus-auto,dflash); DEADLINE=s (0: none);
+#     REPEATS (default 1: one run per cell; 2+: the median and the spread), REQUESTS (default max(c, 2))
 #   bash scripts/gpu_draft_weights.sh profile OUT [CONC]     # bench.profile_step, bf16 / fp8 / int4 drafts, default 1
 #
 # OUT: where results go (e.g. $OUT on the device machine). The server's log line "ORTHRUS fp8 drafts
@@ -14,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 fi
 STAGE=$1 OUT=$2
@@ -30,6 +31,7 @@ case $STAGE in
     # SIGINT at the deadline: bench.throughput then writes what it measured so far
     timeout -s INT "${DEADLINE:-0}" python -m bench.throughput --backend sglang --modes "${MODES:-ar,orthrus,orthrus-auto,dflash}" --block-sizes 16 \
       --simulate-tau 9.6 --dflash-tau 6.49 --concurrency "${1:-1,8,32,64}" --contexts "" --out-len 256 \
+      --repeats "${REPEATS:-1}" ${REQUESTS:+--requests "$REQUESTS"} \
       --log-level info --no-plots --out-dir "$OUT/throughput" 2>&1 | tee "$OUT/throughput.log" | { grep -v " INFO " || true; } \
       || echo "bench.throughput stopped early (its results so far are in $OUT/throughput)"
     grep -h "ORTHRUS .* drafts (\|DRAFT_WEIGHTS=auto\|KV Cache is allocated\|Load weight end" "$OUT/throughput.log" || true ;;
