@@ -11,12 +11,15 @@
 #   bash scripts/gpu_step_cost.sh profile OUT   # bench.profile_step on the demo shape at c32, T=0.7: eager vs accept graphs
 #   bash scripts/gpu_step_cost.sh demo OUT GGUF # the trained demo through SGLang, real acceptance (the issue's table):
 #                                               # GGUF = the file or its prefix when carried as GGUF.part-* (two calls)
+#   bash scripts/gpu_step_cost.sh host OUT      # py-spy on the schedulers (bench.host_profile): where a step's host time
+#                                               # goes, demo shape, c1 greedy: AR, AR steps (B=1), ORTHRUS B=16. Needs
+#                                               # py-spy: a carried wheel in .gpu/whl (docs/tests.md) if not installed
 #
 # MODES, CONC, REQUESTS (default 4x), REPEATS (default 3), DEADLINE (seconds; SIGINT then: the cells measured so far are written).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
-  sed -n '2,15p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 fi
 STAGE=$1 OUT=$2
@@ -55,5 +58,15 @@ case $STAGE in
       --c1-prompts 8 --max-new-tokens 256 --concurrency "${CONC:-1,8,32,64}" --temperature 0.7 \
       --out-dir "$OUT/demo" > "$OUT/demo.log" 2>&1 || echo "bench.demo_sglang stopped early (results.json keeps every run so far)"
     grep "^\[demo_sglang\]" "$OUT/demo.log" | tail -60 || true ;;
-  *) echo "unknown stage $STAGE (small, shape8b, profile, demo)" >&2; exit 2 ;;
+  host)
+    command -v py-spy >/dev/null || pip install --quiet --no-index --no-deps --target "$SITE" .gpu/whl/py_spy-*.whl
+    export PATH=$SITE/bin:$PATH
+    # One bench run, one engine (scheduler process) per mode in this order; py-spy follows them all (-s).
+    timeout -s INT -k 30 "${DEADLINE:-0}" py-spy record -s -r 200 -f raw -o "$OUT/host.txt" -- \
+      python -m bench.throughput "${common[@]}" --shape smollm2-135m --modes "${MODES:-ar,orthrus-ar-steps,orthrus}" \
+      --block-sizes 16 --simulate-accept-rate 0.7 --temperature 0 --concurrency "${CONC:-1}" --out-len 256 \
+      --out-dir "$OUT/host" > "$OUT/host.log" 2>&1 || echo "py-spy or the bench stopped early"
+    python -m bench.host_profile "$OUT/host.txt" --rate 200 | tee "$OUT/host.md"
+    grep -E "^\| (AR|ORTHRUS)" "$OUT/host/results.md" | head -12 || true ;;
+  *) echo "unknown stage $STAGE (small, shape8b, profile, demo, host)" >&2; exit 2 ;;
 esac
