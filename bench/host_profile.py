@@ -46,7 +46,7 @@ def frame_names(frame: str) -> tuple[str, ...]:
 def scheduler_counts(lines) -> dict[int, tuple[int, Counter]]:
     """Per scheduler process id, in start order (ascending pid): (samples in its event loop, samples per
     frame name, counted once per stack)."""
-    by_pid: dict[int, tuple[int, Counter]] = {}
+    by_pid: dict[int, Counter] = {}
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
@@ -57,10 +57,9 @@ def scheduler_counts(lines) -> dict[int, tuple[int, Counter]]:
             continue
         processes = [f for f in frames if f.startswith("process ")]  # py-spy -s: "process PID:cmdline" per level
         pid = int(processes[-1].split()[1].split(":")[0]) if processes else 0
-        total, per_frame = by_pid.get(pid, (0, Counter()))
-        per_frame.update(dict.fromkeys(names, int(count)))
-        by_pid[pid] = (total + int(count), per_frame)
-    return dict(sorted(by_pid.items()))
+        by_pid.setdefault(pid, Counter()).update(dict.fromkeys(names, int(count)))
+    # Every counted stack runs through exactly one event loop frame: their samples are the process's total.
+    return {pid: (sum(per_frame[name] for name in EVENT_LOOP), per_frame) for pid, per_frame in sorted(by_pid.items())}
 
 
 def phase_table(total: int, per_frame: Counter, rate: float, steps: int | None) -> list[str]:

@@ -279,9 +279,10 @@ def stream_completion(gw_url: str, ids: list[int], max_tokens: int, started: thr
 KILL_ATTEMPTS = 3  # kill scenarios tried before "no stream was running on the killed replica" fails the test
 
 
-def kill_mid_load(cluster, reference, k: int, max_tokens: int) -> dict:
+def kill_mid_load(cluster, reference, k: int, max_tokens: int):
     """k long streams over both replicas; replica 1 SIGKILLed once every stream has tokens; 4 new requests while
-    it is still in the router's list. Checks every answer against the reference; returns what the kill hit."""
+    it is still in the router's list. Checks every answer against the reference; returns what the kill hit:
+    (streams cut, streams finished, streams the survivor served, streams replica 1 finished before the kill)."""
     cluster.ensure_running(1)
     survivor, killed = cluster.replicas[0].url, cluster.replicas[1].url
     served_before, killed_served_before = requests_served(survivor), requests_served(killed)
@@ -319,19 +320,17 @@ def kill_mid_load(cluster, reference, k: int, max_tokens: int) -> dict:
     print(f"\n[router] kill mid-load: {len(failed)} of {k} streams cut (on the killed replica), {len(finished)} "
           f"finished ({streams_on_survivor:.0f} on the survivor, {done_on_killed:.0f}+ done on replica 1 before the "
           f"kill); survivor served {on_survivor:.0f} requests (its streams + {len(after_kill)} new)")
-    return dict(failed=failed, finished=finished, streams_on_survivor=streams_on_survivor, done_on_killed=done_on_killed)
+    return failed, finished, streams_on_survivor, done_on_killed
 
 
 def test_replica_killed_mid_load_then_restarted_rejoins(cluster, reference):
     # 1-2. The kill must hit a stream in flight. On a busy machine replica 1 can finish its streams before the
     # survivor's have started (the kill waits for every stream's first token): then the scenario is run again.
     for attempt in range(1, KILL_ATTEMPTS + 1):
-        hit = kill_mid_load(cluster, reference, k=6, max_tokens=160)
-        if hit["failed"] or attempt == KILL_ATTEMPTS:
+        failed, finished, streams_on_survivor, done_on_killed = kill_mid_load(cluster, reference, k=6, max_tokens=160)
+        if failed or attempt == KILL_ATTEMPTS:
             break
         print(f"[router] attempt {attempt}: every stream on replica 1 ended before the kill; again")
-    failed, finished, streams_on_survivor, done_on_killed = (
-        hit["failed"], hit["finished"], hit["streams_on_survivor"], hit["done_on_killed"])
     assert len(failed) >= 1, "no stream was running on the killed replica"
     assert streams_on_survivor <= len(finished), "a stream the survivor took did not finish"
     assert len(finished) - streams_on_survivor >= done_on_killed  # the others finished on replica 1 before the kill
