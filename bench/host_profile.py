@@ -8,7 +8,9 @@ graph capture and the client are left out). One table per scheduler process, in 
 started (bench.throughput starts one engine per mode, in its mode order: AR first). For each phase of
 a step: the samples whose stack passes through it (inclusive: a phase inside another counts in both),
 their share, their seconds, and with ``--steps`` (the decode steps each engine made) milliseconds per
-step. On a GPU the forward's row is the launches and whatever waits on the GPU, not the GPU work.
+step. On a GPU the forward's row is the launches and whatever waits on the GPU, not the GPU work;
+its eager row (prefills, and any decode batch without a CUDA graph) against its graph row says
+whether a batch missed its graphs.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ PHASES = (
     ("schedule the next batch", ("get_next_batch_to_run",)),
     ("run the batch", ("run_batch",)),
     ("  model forward (SGLang ModelRunner)", ("_forward_raw",)),
+    ("    in a CUDA graph (load + replay)", ("decode_cuda_graph_runner:execute",)),
+    ("    eager (prefill, or no graph for the batch)", ("eager_runner:execute",)),
+    ("  attention planning (the backend's)", ("init_forward_metadata_out_graph", "init_forward_metadata")),
+    ("  ORTHRUS: prefill (the target's extend)", ("orthrus:_prefill",)),
+    ("  ORTHRUS: decode step", ("orthrus:_decode",)),
     ("  ORTHRUS: prepare the block", ("orthrus:prepare_block",)),
     ("  ORTHRUS: sampling rows", ("orthrus:row_sampling",)),
     ("  ORTHRUS: plan the verify forward", ("orthrus:plan_verify_forward",)),
@@ -37,10 +44,17 @@ EVENT_LOOP = PHASES[0][1]
 
 
 def frame_names(frame: str) -> tuple[str, ...]:
-    """'Class.method (file.py:12)' -> ('method',); a frame of this package also as 'orthrus:method'
-    (SGLang has functions of the same names)."""
+    """'Class.method (dir/file.py:12)' -> ('method', 'file:method'); a frame of this package also as
+    'orthrus:method' (SGLang has functions of the same names: both graph runners' and the eager runner's
+    ``execute``)."""
     name = frame.split(" (")[0].rsplit(".", 1)[-1]
-    return (name, f"orthrus:{name}") if "orthrus_sglang/" in frame else (name,)
+    names = [name]
+    if " (" in frame:
+        stem = frame.rsplit(" (", 1)[1].split(":")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        names.append(f"{stem}:{name}")
+    if "orthrus_sglang/" in frame:
+        names.append(f"orthrus:{name}")
+    return tuple(names)
 
 
 def scheduler_counts(lines) -> dict[int, tuple[int, Counter]]:

@@ -38,16 +38,26 @@ def check_kind(kind: str) -> str:
     return kind
 
 
+# The smallest draft weight (N x K elements) measured faster in fp8 than in bf16: the Qwen3-8B shape's
+# o_diff, 4096 x 4096 (7.4 against 9.6 us at M=16 on an H100). Every weight of the demo's shape (at most
+# 3072 x 576 in its layers) was slower in fp8 at every M from 16 to 1024: the per-token quantisation and
+# the fp8 GEMM's fixed cost outweigh the bytes saved (docs/bench/h100-2026-12-08/draft_gemm_smollm2).
+FP8_MIN_WEIGHT_ELEMENTS = 4096 * 4096
+
+
 def resolve(kind: str, fp8_kernels=None, dtype: "torch.dtype | None" = None, shapes=(), tp_size: int = 1) -> str:
     """The kind a server loads for ``kind``: itself, or for ``auto`` fp8 where SGLang's fused w8a8
     kernels (``fp8_kernels``: compat.fp8_w8a8_kernels for the device, or None) take the model's
-    ``dtype`` and every [N, K] of ``shapes``, with one GPU (--tp 1), else bf16.
+    ``dtype`` and every [N, K] of ``shapes``, every one of them at least FP8_MIN_WEIGHT_ELEMENTS
+    large, with one GPU (--tp 1), else bf16.
 
-    One kind for every batch size, chosen from the draft pass's GEMMs on an H100
-    (docs/bench/h100-2026-12-06-draft-weights/draft_gemm.md, bench.draft_gemm): w8a8 fp8 is
-    1.6-1.7x faster than bf16 at every M from 16 to 1024 rows. Marlin int4 is faster still at
-    M=16 only (2.51 vs 3.24 ms) and slower from M=64 on; end to end that is +3% at c1 and -29% at
-    c32. Carrying int4 copies beside the fp8 ones for the smallest graphs would cost ~3 GB of KV
+    One kind for every batch size, chosen from the draft pass's GEMMs on an H100 (bench.draft_gemm):
+    on the Qwen3-8B shape w8a8 fp8 is 1.6-1.7x faster than bf16 at every M from 16 to 1024 rows
+    (docs/bench/h100-2026-12-06-draft-weights/draft_gemm.md); on the 135M demo's it is 1.4-1.9x
+    slower at every M (docs/bench/h100-2026-12-08/draft_gemm_smollm2/draft_gemm.md), hence the size
+    bound: models between the two stay bf16 until measured. Marlin int4 is faster still at M=16 only
+    (2.51 vs 3.24 ms on the 8B shape) and slower from M=64 on; end to end that is +3% at c1 and -29%
+    at c32. Carrying int4 copies beside the fp8 ones for the smallest graphs would cost ~3 GB of KV
     pool for those 3%. Without the fused kernels (CPU, before Ada, fp32) fp8 runs an emulation slower
     than bf16, so bf16."""
     if check_kind(kind) != "auto":
@@ -55,7 +65,8 @@ def resolve(kind: str, fp8_kernels=None, dtype: "torch.dtype | None" = None, sha
     from .fp8 import shape_ok
 
     fused = fp8_kernels is not None and dtype in fp8_kernels.dtypes and tp_size == 1 and all(shape_ok(*s) for s in shapes)
-    return "fp8" if fused else "bf16"
+    large = bool(shapes) and all(n * k >= FP8_MIN_WEIGHT_ELEMENTS for n, k in shapes)
+    return "fp8" if fused and large else "bf16"
 
 
 def draft_gemm_shapes(config: dict) -> list[tuple[str, int, int, int]]:

@@ -16,6 +16,8 @@
 #                                               # py-spy: a carried wheel in .gpu/whl (docs/tests.md) if not installed
 #
 # MODES, CONC, REQUESTS (default 4x), REPEATS (default 3), DEADLINE (seconds; SIGINT then: the cells measured so far are written).
+# On a cold host the first flashinfer engine takes ~5 minutes (JIT: 2.5 to start, 2.5 in its first cell; H100,
+# 2026-12-08) before anything is timed: give the first call's DEADLINE that much more.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then

@@ -177,12 +177,16 @@ def test_weight_quantisation_in_row_blocks_equals_one_block():
 
 def test_auto_is_fp8_where_the_fused_kernels_take_the_model_else_bf16(checkpoint):
     """ORTHRUS_DRAFT_WEIGHTS=auto (draft_weights.resolve): fp8 where SGLang's fused w8a8 kernels run
-    every draft weight (the H100 table: fastest at every M), bf16 where fp8 would be an emulation."""
+    every draft weight and each is large (the H100 tables: fp8 fastest at every M on the 8B shape, slower
+    at every M on the demo's), bf16 where fp8 would be an emulation or the weights are small."""
     from orthrus_sglang.draft_weights import resolve
     from orthrus_sglang.fp8 import Fp8Kernels
 
     w8a8 = Fp8Kernels(quantize_rows=quantize_rows, scaled_mm=None, name="w8a8")  # dtypes: bf16, fp16
-    served = [(6144, 4096), (24576, 4096), (4096, 12288), (151936, 4096)]
+    served = [(6144, 4096), (4096, 4096), (24576, 4096), (4096, 12288), (151936, 4096)]  # Qwen3-8B's
+    demo = [(960, 576), (576, 576), (3072, 576), (576, 1536), (49152, 576)]  # SmolLM2-135M's
+    assert resolve("auto", w8a8, torch.bfloat16, demo) == "bf16"  # the kernels take it, but it is slower
+    assert resolve("auto", w8a8, torch.bfloat16, served + [(2048, 2048)]) == "bf16"  # one weight below the bound
     assert resolve("auto", w8a8, torch.bfloat16, served) == resolve("auto", w8a8, torch.float16, served) == "fp8"
     assert resolve("auto", None, torch.bfloat16, served) == "bf16"  # CPU, before Ada: no fused kernels
     assert resolve("auto", w8a8, torch.float32, served) == "bf16"  # the kernels take half activations only

@@ -169,10 +169,14 @@ def chain_draft_input_type():
 
 
 # ---- version-dependent helpers ---------------------------------------------------------------
-def plan_verify_forward(batch, model_runner, capture_hidden_mode):
+def plan_verify_forward(batch, model_runner, capture_hidden_mode, plan_attention: bool = True):
     """The TARGET_VERIFY ForwardBatch of ``batch`` (input ids, positions and spec_info already set)
     with its attention planned: the graph runner's buffers loaded, or the backend's eager metadata.
-    Returns (forward_batch, can_run_cuda_graph). Mirrors SGLang's chain verify preparation."""
+    Returns (forward_batch, can_run_cuda_graph). Mirrors SGLang's chain verify preparation.
+
+    ``plan_attention=False`` (block_attention serves both passes): the backend is not planned at all.
+    flashinfer's prefill plan copies its indptrs to the host, a blocking device-to-host copy that
+    makes the host wait for the previous step's kernels before it can launch the next one."""
     ForwardBatch = __getattr__("ForwardBatch")
     idle = batch.forward_mode.is_idle()
     spec_utils = _module("sglang.srt.speculative.spec_utils")
@@ -182,11 +186,35 @@ def plan_verify_forward(batch, model_runner, capture_hidden_mode):
                                           return_hidden_states_before_norm=False)
     runner = model_runner.decode_cuda_graph_runner
     can_run_graph = bool(runner and runner.can_run_graph(forward_batch))
-    if can_run_graph:
+    if can_run_graph and plan_attention:
         runner.load_batch(forward_batch)
-    elif not idle:
+    elif can_run_graph:
+        # load_batch fills the graph's input buffers, then plans the runner's backend
+        # (init_forward_metadata_out_graph, 0.5.17 and 0.5.23): that one call is skipped.
+        backend = runner.attn_backend
+        runner.attn_backend = _Unplanned(backend)
+        try:
+            runner.load_batch(forward_batch)
+        finally:
+            runner.attn_backend = backend
+    elif not idle and plan_attention:
         model_runner.attn_backend.init_forward_metadata(forward_batch)
     return forward_batch, can_run_graph
+
+
+class _Unplanned:
+    """An attention backend whose per-forward host planning does nothing; everything else is the backend's."""
+
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name: str):
+        return getattr(self._backend, name)
+
+    def init_forward_metadata_out_graph(self, forward_batch, in_capture: bool = False) -> None:
+        pass
 
 
 def chain_verify_attn_args(block_size: int, *args, **kwargs):

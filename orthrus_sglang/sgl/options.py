@@ -5,8 +5,8 @@ read in every SGLang process (the scheduler inherits the launcher's environment)
   ``block_attention`` (device-only metadata, so the host never waits for a step before
   preparing the next). 0 falls back to the server's attention backend.
 - ``ORTHRUS_DRAFT_WEIGHTS`` (default bf16): what the draft pass reads (orthrus_sglang/draft_weights.py):
-  the checkpoint's weights, or ``auto`` (fp8 where the fused kernels below run the model, else
-  bf16: draft_weights.resolve), or fp8 (w8a8: SGLang's per-token quantisation kernel and CUTLASS
+  the checkpoint's weights, or ``auto`` (fp8 where the fused kernels below run the model and its
+  draft weights are large enough for fp8 to be faster, else bf16: draft_weights.resolve), or fp8 (w8a8: SGLang's per-token quantisation kernel and CUTLASS
   ``fp8_scaled_mm`` on Ada/Hopper) or int4 (w4a16, groups of 128; int4-g64 / int4-g32: smaller
   groups: SGLang's Marlin, JIT-compiled on first use) copies of the MLP, diffusion attention and lm_head. Lossless: only the verify pass
   decides tokens. ``ORTHRUS_FP8_DRAFTS=1``, the older switch, is ``fp8``.

@@ -31,13 +31,15 @@ class OrthrusVerifyInput(compat.SpecInput):
         self.capture_hidden_mode = compat.CaptureHiddenMode.NULL
         self.num_tokens_per_req = self.num_tokens_for_logprob_per_req = int(block_size)
 
-    def prepare_for_verify(self, batch, target_worker):
+    def prepare_for_verify(self, batch, target_worker, plan_attention: bool = True):
         """The step's TARGET_VERIFY ForwardBatch (batch.out_cache_loc already set), its attention
-        planned (CUDA-graph buffers loaded, or eager metadata), so the forward does not plan again."""
+        planned (CUDA-graph buffers loaded, or eager metadata), so the forward does not plan again.
+        plan_attention=False: block_attention serves the step and the backend is not planned."""
         batch.input_ids = self.draft_token
         batch.spec_info = self
         batch.forward_mode = compat.ForwardMode.IDLE if batch.forward_mode.is_idle() else compat.ForwardMode.TARGET_VERIFY
-        return compat.plan_verify_forward(batch, target_worker.model_runner, self.capture_hidden_mode)
+        return compat.plan_verify_forward(batch, target_worker.model_runner, self.capture_hidden_mode,
+                                          plan_attention)
 
     def generate_attn_arg_prefill(self, *args, **kwargs):
         """flashinfer's planner arguments for this verify (called by flashinfer only)."""

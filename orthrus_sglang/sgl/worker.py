@@ -22,7 +22,7 @@ from . import compat, step_buffers, verify_logits
 from .accept_graphs import AcceptGraphs
 from .block_states import BlockStates
 from .metrics import OrthrusMetrics
-from .options import block_policy, block_sizes, simulated_accept_rate
+from .options import block_policy, block_sizes, simulated_accept_rate, use_block_attention
 from .pinned_acceptance import geometric_accepted, pin_commit_length
 from .step_buffers import StepBuffers
 from .step_clock import StepClock
@@ -97,6 +97,9 @@ class OrthrusWorker(compat.BaseSpecWorker):
         self.metrics = OrthrusMetrics.create(settings, self.block_size)
         self.accept_graphs = AcceptGraphs(self.device)  # ORTHRUS_ACCEPT_GRAPHS=1 (accept_graphs.py)
         self.simulated_accept_rate = simulated_accept_rate()  # benchmarks only (pinned_acceptance.py)
+        # block_attention serves both passes of a step (models/orthrus.py), so the attention backend is
+        # not planned for it: flashinfer's plan would make the host wait for the GPU every step.
+        self.plan_attention = not use_block_attention()
         if self.simulated_accept_rate is not None and compat.simulated_commit_len(self.block_size) is not None:
             raise ValueError("set ORTHRUS_SIMULATE_ACCEPT_RATE or SGLANG_SIMULATE_ACC_LEN, not both")
         logger.info("ORTHRUS worker ready: block size %d (%s policy, sizes %s), mask token %d", self.block_size,
@@ -213,9 +216,11 @@ class OrthrusWorker(compat.BaseSpecWorker):
         # Row i = [accepted drafts..., bonus, stale...]: SGLang reads the first commit_lens[i] entries.
         _, lengths = step.commit(drafts, num_accepted, bonus, out=out_tokens)
         commit_lens.copy_(lengths)
-        pinned = compat.simulated_commit_len(B)  # SGLang's pinned-acceptance benchmark switch
-        if self.simulated_accept_rate is not None:  # ours: a geometric profile, per request
-            pinned = geometric_accepted(self.simulated_accept_rate, bs, B, self.device) + 1
+        pinned = None  # a step without drafts (B = 1) commits its one token whatever a benchmark pins
+        if B > 1:
+            pinned = compat.simulated_commit_len(B)  # SGLang's pinned-acceptance benchmark switch
+            if self.simulated_accept_rate is not None:  # ours: a geometric profile, per request
+                pinned = geometric_accepted(self.simulated_accept_rate, bs, B, self.device) + 1
         if pinned is not None:
             if target_top1 is None:  # a sampled batch: only the pinned benchmark needs it
                 target_top1 = logits.view(bs, B, -1).argmax(dim=-1)
@@ -249,9 +254,10 @@ class OrthrusWorker(compat.BaseSpecWorker):
         if seq_lens_cpu is not None:  # host-side bound for attention planning: L + B
             batch.seq_lens_cpu = seq_lens_cpu + B
             batch.seq_lens_sum = int(batch.seq_lens_cpu.sum())
-        forward_batch, can_run_graph = verify_input.prepare_for_verify(batch, self.target_worker)
-        # prepare_for_verify already planned the attention (graph load_batch or eager init): without
-        # this mark the forward plans it a second time every step.
+        forward_batch, can_run_graph = verify_input.prepare_for_verify(batch, self.target_worker,
+                                                                       self.plan_attention)
+        # prepare_for_verify already planned the attention (graph load_batch or eager init), or
+        # block_attention needs none: without this mark the forward plans it every step.
         forward_batch.mark_forward_metadata_ready()
         batch.seq_lens_cpu, batch.seq_lens_sum = seq_lens_cpu, seq_lens_sum
         if not can_run_graph and compat.is_torch_native_backend(self.model_runner.attn_backend):

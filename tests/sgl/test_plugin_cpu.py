@@ -204,3 +204,27 @@ def test_pinned_acceptance_switch_as_dflash_reads_it(checkpoint, engine_factory)
         # every step commits exactly 3 tokens (accept length pinned at its integer mean): 1 + 20 * 3 = 61
         assert meta["spec_verify_ct"] == 20 and meta["spec_correct_drafts_histogram"] == [0, 0, 20]
         assert out["output_ids"][1:] == [100] * 60  # 'fixed' token mode, as DFLASH does
+
+
+def test_pinned_acceptance_leaves_steps_without_drafts_alone(checkpoint, engine_factory):
+    """A step of block size 1 (the adaptive policy's AR step) has nothing to pin: under SGLang's pinned-tau
+    switch it still commits the model's own token, so the AR steps a benchmark times are real ones."""
+    from orthrus_sglang import SamplingParams
+    from orthrus_sglang.ref.engine import Engine as ReferenceEngine
+    from orthrus_sglang.sgl.options import scheduler_env
+
+    os.environ.update(SGLANG_SIMULATE_ACC_LEN="3", SGLANG_SIMULATE_ACC_METHOD="match-expected",
+                      SGLANG_SIMULATE_ACC_TOKEN_MODE="fixed")
+    try:
+        with scheduler_env({"ORTHRUS_BLOCK_POLICY": "adaptive", "ORTHRUS_BLOCK_SIZES": "1"}):
+            engine = engine_factory(checkpoint, speculative_algorithm="ORTHRUS", skip_tokenizer_init=True)
+    finally:
+        for key in ("SGLANG_SIMULATE_ACC_LEN", "SGLANG_SIMULATE_ACC_METHOD", "SGLANG_SIMULATE_ACC_TOKEN_MODE"):
+            os.environ.pop(key)
+    prompts = [[40, 41, 42], [7, 8]]
+    outs = engine.generate(input_ids=prompts, sampling_params={"temperature": 0, "max_new_tokens": 13, "ignore_eos": True})
+    reference = ReferenceEngine(checkpoint, block_size=4, max_batch_size=2)
+    ar = [r.token_ids for r in reference.generate(prompts, SamplingParams(max_new_tokens=13, ignore_eos=True),
+                                                  ar_only=True)]
+    assert [out["output_ids"] for out in outs] == ar
+    assert [out["meta_info"]["spec_verify_ct"] for out in outs] == [12, 12]  # one token a step after the first
